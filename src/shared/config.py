@@ -1,0 +1,166 @@
+"""Configuration from the environment, read once into typed objects (12-factor).
+
+A bad value raises ``ConfigError`` naming the variable; entrypoints turn it into a one-line
+message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Settings both services read."""
+
+    redis_url: str
+    nats_url: str
+    nats_creds: str | None
+    log_level: str
+    log_format: str
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Settings of the generator service."""
+
+    common: CommonConfig
+    host: str
+    port: int
+    api_token: str | None
+    web_dist: str
+    drain_timeout_s: float
+    allowed_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """Settings of one consumer process."""
+
+    common: CommonConfig
+    consumer_id: str
+    health_host: str
+    health_port: int
+    batch_size: int
+    claim_lease_ms: int
+    sweep_interval_ms: int
+    sweep_grace_ms: int
+    shutdown_grace_s: float
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("text", "json")
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _get(env, name, default)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(
+            f"{name}={_redact(value)!s} is not a valid URL: expected "
+            f"{' or '.join(s + '://host:port' for s in schemes)}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{name} has a bad port: {exc}") from None
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range: expected {low}..{high}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _get(env, name, default)
+    normalized = value.upper() if choices is _LOG_LEVELS else value.lower()
+    if normalized not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return normalized
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return _redact(url)
+
+
+def load_common(env: Mapping[str, str]) -> CommonConfig:
+    """Read the settings both services share."""
+    creds = _get(env, "NATS_CREDS", "") or None
+    if creds is not None and not os.path.isfile(creds):
+        raise ConfigError(f"NATS_CREDS={creds!r} is not a readable file")
+    return CommonConfig(
+        redis_url=_url(env, "REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss")),
+        nats_url=_url(env, "NATS_URL", "nats://localhost:4222", ("nats", "tls")),
+        nats_creds=creds,
+        log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS),
+        log_format=_choice(env, "LOG_FORMAT", "text", _LOG_FORMATS),
+    )
+
+
+def _default_web_dist() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "web", "dist"))
+
+
+def load_generator(env: Mapping[str, str] = os.environ) -> GeneratorConfig:
+    """Read the generator's settings."""
+    origins = tuple(o.strip() for o in _get(env, "ALLOWED_ORIGINS", "").split(",") if o.strip())
+    return GeneratorConfig(
+        common=load_common(env),
+        host=_get(env, "HOST", "0.0.0.0"),
+        port=_int(env, "PORT", 8080, 1, 65535),
+        api_token=_get(env, "API_TOKEN", "") or None,
+        web_dist=_get(env, "WEB_DIST", _default_web_dist()),
+        drain_timeout_s=float(_int(env, "DRAIN_TIMEOUT_S", 30, 1, 3600)),
+        allowed_origins=origins,
+    )
+
+
+def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
+    """Read one consumer's settings."""
+    consumer_id = _get(env, "CONSUMER_ID", socket.gethostname())
+    if len(consumer_id) > 128 or not all(c.isalnum() or c in "-_.:" for c in consumer_id):
+        raise ConfigError(
+            f"CONSUMER_ID={consumer_id!r} must be 1-128 letters, digits or - _ . : characters"
+        )
+    return ConsumerConfig(
+        common=load_common(env),
+        consumer_id=consumer_id,
+        health_host=_get(env, "HEALTH_HOST", "0.0.0.0"),
+        health_port=_int(env, "HEALTH_PORT", 8081, 0, 65535),
+        batch_size=_int(env, "BATCH_SIZE", 512, 1, 10000),
+        claim_lease_ms=_int(env, "CLAIM_LEASE_MS", 30000, 1000, 3_600_000),
+        sweep_interval_ms=_int(env, "SWEEP_INTERVAL_MS", 1000, 50, 600_000),
+        sweep_grace_ms=_int(env, "SWEEP_GRACE_MS", 2000, 0, 600_000),
+        shutdown_grace_s=float(_int(env, "SHUTDOWN_GRACE_S", 5, 1, 300)),
+    )
