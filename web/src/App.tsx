@@ -1,0 +1,170 @@
+import { useEffect, useState } from 'react'
+import { Card } from './components/Card'
+import { ConfigPanel } from './components/ConfigPanel'
+import { ConnectionIndicator } from './components/ConnectionIndicator'
+import { ConsumerBars } from './components/ConsumerBars'
+import { LatencyPanel } from './components/LatencyPanel'
+import { StatusPanel } from './components/StatusPanel'
+import { RateChart } from './components/RateChart'
+import { TokenForm } from './components/TokenForm'
+import { useDashboard } from './hooks/useDashboard'
+import { startTest, stopTest } from './lib/api'
+import { clearToken, loadToken, saveToken } from './lib/token'
+import {
+  CONFIG_FIELDS,
+  type ConfigField,
+  type FieldErrors,
+  defaultInput,
+  fromConfig,
+  isConfigField,
+  validateConfig,
+  validateField,
+} from './lib/validation'
+
+type Action = 'start' | 'stop'
+
+function withError(errors: FieldErrors, field: ConfigField, message: string | null): FieldErrors {
+  const next = { ...errors }
+  if (message) next[field] = message
+  else delete next[field]
+  return next
+}
+
+function focusField(field: ConfigField) {
+  document.getElementById(`field-${field}`)?.focus()
+}
+
+export function App() {
+  const { status, series, connection, load, firstStatus, refresh } = useDashboard()
+  const [form, setForm] = useState(defaultInput)
+  const [errors, setErrors] = useState<FieldErrors>({})
+  const [formError, setFormError] = useState<string | null>(null)
+  const [pending, setPending] = useState<Action | null>(null)
+  const [tokenPrompt, setTokenPrompt] = useState<{ action: Action; rejected: boolean } | null>(null)
+  const [stopRequestedFor, setStopRequestedFor] = useState<string | null>(null)
+
+  // A reloaded page offers the last test's parameters rather than the defaults.
+  useEffect(() => {
+    if (firstStatus?.config) setForm(fromConfig(firstStatus.config))
+  }, [firstStatus])
+
+  const running = status?.is_running ?? false
+  const canStart = load !== 'loading' && !running && pending === null
+  const canStop =
+    running && pending === null && (stopRequestedFor === null || stopRequestedFor !== status?.test_id)
+
+  const onChange = (field: ConfigField, text: string) => {
+    setForm((previous) => ({ ...previous, [field]: text }))
+    // Once a field shows an error, re-check it as the person types so it clears when fixed.
+    setErrors((previous) => (previous[field] ? withError(previous, field, validateField(field, text)) : previous))
+  }
+
+  const onBlur = (field: ConfigField) => {
+    setErrors((previous) => withError(previous, field, validateField(field, form[field])))
+  }
+
+  async function perform(action: Action, token: string | null = loadToken()) {
+    setFormError(null)
+    let config = null
+    if (action === 'start') {
+      const checked = validateConfig(form)
+      if (!checked.ok) {
+        setErrors(checked.errors)
+        const first = CONFIG_FIELDS.find((field) => checked.errors[field])
+        if (first) focusField(first)
+        return
+      }
+      setErrors({})
+      config = checked.config
+    }
+    setPending(action)
+    try {
+      const result = config ? await startTest(config, token) : await stopTest(token)
+      if (result.kind === 'unauthorized') {
+        if (token) clearToken()
+        setTokenPrompt({ action, rejected: token !== null })
+        return
+      }
+      setTokenPrompt(null)
+      if (result.kind === 'error') {
+        const field = result.field
+        if (isConfigField(field)) {
+          setErrors((previous) => withError(previous, field, result.message))
+          focusField(field)
+        } else {
+          setFormError(result.message)
+        }
+        if (result.status === 409) await refresh().catch(() => undefined)
+        return
+      }
+      if (action === 'stop') {
+        const testId = result.body.test_id
+        setStopRequestedFor(typeof testId === 'string' ? testId : (status?.test_id ?? null))
+      }
+      await refresh().catch(() => undefined)
+    } finally {
+      setPending(null)
+    }
+  }
+
+  const shownValues = running && status?.config ? fromConfig(status.config) : form
+
+  return (
+    <div className="mx-auto max-w-7xl px-3 py-4 sm:px-6 sm:py-6">
+      <header className="mb-5 flex flex-wrap items-center justify-between gap-3">
+        <div>
+          <h1 className="text-2xl font-bold tracking-tight text-slate-900">Expiry pipeline</h1>
+          <p className="text-sm text-slate-600">Exactly-once processing of Redis key expirations — test console</p>
+        </div>
+        <ConnectionIndicator connection={connection} />
+      </header>
+
+      <main className="grid grid-cols-1 gap-5 lg:grid-cols-[minmax(18rem,22rem)_minmax(0,1fr)]">
+        <div className="space-y-5">
+          <Card title="Test configuration" id="config-title" testId="config-panel">
+            <ConfigPanel
+              values={shownValues}
+              errors={errors}
+              formError={formError}
+              locked={running}
+              canStart={canStart}
+              canStop={canStop}
+              pending={pending}
+              onChange={onChange}
+              onBlur={onBlur}
+              onStart={() => void perform('start')}
+              onStop={() => void perform('stop')}
+            />
+            {tokenPrompt && (
+              <TokenForm
+                key={`${tokenPrompt.action}-${tokenPrompt.rejected}`}
+                action={tokenPrompt.action}
+                rejected={tokenPrompt.rejected}
+                onSubmit={(token) => {
+                  saveToken(token)
+                  void perform(tokenPrompt.action, loadToken())
+                }}
+                onCancel={() => setTokenPrompt(null)}
+              />
+            )}
+          </Card>
+        </div>
+
+        <div className="min-w-0 space-y-5">
+          <StatusPanel status={status} load={load} connection={connection} />
+          <Card title="Keys per second" id="chart-title">
+            <RateChart samples={series.samples} />
+          </Card>
+          <div className="grid grid-cols-1 gap-5 md:grid-cols-2">
+            <Card title="Keys per consumer" id="consumers-title" testId="consumers">
+              <ConsumerBars consumers={status?.consumers ?? {}} />
+            </Card>
+            <Card title="Delay after TTL deadline" id="latency-title" testId="latency">
+              <LatencyPanel latency={status?.latency_ms ?? null} />
+            </Card>
+          </div>
+        </div>
+      </main>
+    </div>
+  )
+}

@@ -1,0 +1,43 @@
+import { summarizeVerdict } from '../lib/format'
+import type { Status } from '../lib/types'
+
+/**
+ * The live region is always in the page so screen readers announce the verdict when it
+ * appears at the end of a test, not only when the page is loaded with one.
+ */
+export function VerdictBanner({ status }: { status: Status | null }) {
+  const verdict = status?.verdict ?? null
+  const summary = verdict && status ? summarizeVerdict(verdict, status.state) : null
+  const outcome = summary ? (summary.ok ? 'exactly-once' : 'failed') : 'pending'
+  const look = summary
+    ? summary.ok
+      ? 'border-emerald-300 bg-emerald-50 text-emerald-900'
+      : 'border-red-300 bg-red-50 text-red-900'
+    : 'border-dashed border-slate-300 bg-white text-slate-500'
+  return (
+    <div
+      data-testid="verdict"
+      data-verdict={outcome}
+      role="status"
+      aria-live="polite"
+      aria-atomic="true"
+      className={`rounded-lg border px-4 py-3 ${look}`}
+    >
+      {summary ? (
+        <>
+          <p className="flex items-center gap-2 text-lg font-semibold">
+            <span aria-hidden="true">{summary.ok ? '✓' : '✗'}</span>
+            <span data-testid="verdict-headline">{summary.headline}</span>
+          </p>
+          <p className="text-sm" data-testid="verdict-detail">
+            {summary.detail}
+          </p>
+        </>
+      ) : (
+        <p className="text-sm">
+          {status?.is_running ? 'The verdict appears when every key is accounted for.' : 'No verdict yet: start a test.'}
+        </p>
+      )}
+    </div>
+  )
+}

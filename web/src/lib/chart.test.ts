@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest'
+import { niceCeiling, polylinePoints, thin, ticks } from './chart'
+
+describe('chart scales', () => {
+  it('rounds axis maxima up to readable numbers', () => {
+    expect(niceCeiling(0)).toBe(1)
+    expect(niceCeiling(7)).toBe(10)
+    expect(niceCeiling(980)).toBe(1000)
+    expect(niceCeiling(1200)).toBe(2000)
+    expect(niceCeiling(2100)).toBe(2500)
+    expect(niceCeiling(4000)).toBe(5000)
+  })
+
+  it('spaces ticks evenly', () => {
+    expect(ticks(1000, 4)).toEqual([0, 250, 500, 750, 1000])
+  })
+
+  it('thins long series but keeps the last point', () => {
+    const points = Array.from({ length: 1001 }, (_, index) => index)
+    const kept = thin(points, 100)
+    expect(kept.length).toBeLessThanOrEqual(101)
+    expect(kept.at(-1)).toBe(1000)
+    expect(thin([1, 2, 3], 100)).toEqual([1, 2, 3])
+  })
+
+  it('maps samples into the plot, y growing downwards', () => {
+    const frame = { width: 100, height: 50, maxT: 10, maxRate: 1000 }
+    const points = polylinePoints(
+      [
+        { t: 0, generation_rate: 0, consumption_rate: 0 },
+        { t: 10, generation_rate: 1000, consumption_rate: 500 },
+      ],
+      (sample) => sample.consumption_rate,
+      frame,
+    )
+    expect(points).toBe('0.0,50.0 100.0,25.0')
+  })
+})

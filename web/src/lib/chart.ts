@@ -1,0 +1,48 @@
+import type { RateSample } from './types'
+
+/** The smallest 1/2/2.5/5 × 10^n at or above `value`, so axis labels are round numbers. */
+export function niceCeiling(value: number): number {
+  if (!Number.isFinite(value) || value <= 0) return 1
+  const magnitude = 10 ** Math.floor(Math.log10(value))
+  for (const step of [1, 2, 2.5, 5, 10]) {
+    if (value <= step * magnitude) return step * magnitude
+  }
+  return 10 * magnitude
+}
+
+/** `count` + 1 evenly spaced ticks from 0 to `max` inclusive. */
+export function ticks(max: number, count: number): number[] {
+  return Array.from({ length: count + 1 }, (_, index) => (max * index) / count)
+}
+
+/** Keeps at most `limit` points (always the last), so a long test stays cheap to draw. */
+export function thin<T>(points: T[], limit: number): T[] {
+  if (points.length <= limit || limit < 2) return points
+  const stride = Math.ceil(points.length / limit)
+  const kept = points.filter((_, index) => index % stride === 0)
+  const last = points.at(-1)
+  if (last !== undefined && kept.at(-1) !== last) kept.push(last)
+  return kept
+}
+
+export interface Frame {
+  width: number
+  height: number
+  maxT: number
+  maxRate: number
+}
+
+/** SVG `points` for one rate line inside a plot of the given size. */
+export function polylinePoints(
+  samples: RateSample[],
+  rate: (sample: RateSample) => number,
+  frame: Frame,
+): string {
+  return samples
+    .map((sample) => {
+      const x = (sample.t / frame.maxT) * frame.width
+      const y = frame.height - (Math.max(0, rate(sample)) / frame.maxRate) * frame.height
+      return `${x.toFixed(1)},${y.toFixed(1)}`
+    })
+    .join(' ')
+}

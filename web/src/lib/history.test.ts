@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest'
+import { appendStatus, EMPTY_SERIES, seedFromHistory } from './history'
+import { isStale } from './status'
+import type { Status } from './types'
+
+function status(overrides: Partial<Status> = {}): Status {
+  return {
+    is_running: true,
+    state: 'generating',
+    test_id: 't-1',
+    config: { num_keys: 1000, key_delay: 1, key_ttl: 100, dedup_window: 5000 },
+    generated: 0,
+    consumed: 0,
+    in_flight: 0,
+    progress: 0,
+    generation_rate: 0,
+    consumption_rate: 0,
+    elapsed_s: 0,
+    started_at: 1,
+    finished_at: null,
+    consumers: {},
+    latency_ms: null,
+    redelivered: 0,
+    dead_letters: 0,
+    verdict: null,
+    ...overrides,
+  }
+}
+
+const sample = (t: number, rate = 100) => ({ t, generated: 0, consumed: 0, generation_rate: rate, consumption_rate: rate })
+
+describe('rate series', () => {
+  it('appends one point per status event', () => {
+    let series = appendStatus(EMPTY_SERIES, status({ elapsed_s: 1, generation_rate: 900 }))
+    series = appendStatus(series, status({ elapsed_s: 2, generation_rate: 950 }))
+    expect(series.testId).toBe('t-1')
+    expect(series.samples.map((s) => [s.t, s.generation_rate])).toEqual([
+      [1, 900],
+      [2, 950],
+    ])
+  })
+
+  it('ignores repeats of a finished test and idle states', () => {
+    let series = appendStatus(EMPTY_SERIES, status({ elapsed_s: 3, state: 'finished', is_running: false }))
+    series = appendStatus(series, status({ elapsed_s: 3, state: 'finished', is_running: false }))
+    expect(series.samples).toHaveLength(1)
+    expect(appendStatus(series, status({ state: 'idle', test_id: null }))).toBe(series)
+  })
+
+  it('starts over for a new test', () => {
+    const first = appendStatus(EMPTY_SERIES, status({ elapsed_s: 5 }))
+    const second = appendStatus(first, status({ test_id: 't-2', elapsed_s: 0.4 }))
+    expect(second).toEqual({ testId: 't-2', samples: [{ t: 0.4, generation_rate: 0, consumption_rate: 0 }] })
+  })
+
+  it('seeds from history and keeps newer live points', () => {
+    const live = appendStatus(EMPTY_SERIES, status({ elapsed_s: 3.2 }))
+    const seeded = seedFromHistory(live, 't-1', [sample(2), sample(1)])
+    expect(seeded.samples.map((s) => s.t)).toEqual([1, 2, 3.2])
+  })
+
+  it('drops live points of another test when seeding', () => {
+    const live = appendStatus(EMPTY_SERIES, status({ test_id: 'old', elapsed_s: 9 }))
+    expect(seedFromHistory(live, 't-1', [sample(1)]).samples.map((s) => s.t)).toEqual([1])
+  })
+})
+
+describe('isStale', () => {
+  it('rejects an older moment of the same test only', () => {
+    const current = status({ elapsed_s: 5 })
+    expect(isStale(status({ elapsed_s: 4 }), current)).toBe(true)
+    expect(isStale(status({ elapsed_s: 5 }), current)).toBe(false)
+    expect(isStale(status({ elapsed_s: 0, test_id: 't-2' }), current)).toBe(false)
+    expect(isStale(status(), null)).toBe(false)
+  })
+})

@@ -1,0 +1,55 @@
+import type { HistorySample, RateSample, Status } from './types'
+
+/** The keys/s series of one test: seeded from /api/history, extended by each status event. */
+export interface RateSeries {
+  testId: string | null
+  samples: RateSample[]
+}
+
+export const EMPTY_SERIES: RateSeries = { testId: null, samples: [] }
+
+// Status events arrive about once a second, like history samples; points closer than this
+// to the previous one add nothing to the chart and would only make it denser.
+const MIN_STEP_S = 0.5
+
+function toSample(sample: RateSample): RateSample {
+  return {
+    t: sample.t,
+    generation_rate: sample.generation_rate,
+    consumption_rate: sample.consumption_rate,
+  }
+}
+
+/** Replaces the series with the server's history, keeping live points newer than it. */
+export function seedFromHistory(
+  series: RateSeries,
+  testId: string | null,
+  history: HistorySample[],
+): RateSeries {
+  const seeded = history
+    .filter((sample) => Number.isFinite(sample.t))
+    .map(toSample)
+    .sort((a, b) => a.t - b.t)
+  const lastSeeded = seeded.at(-1)?.t ?? -Infinity
+  const live = series.testId === testId ? series.samples.filter((s) => s.t > lastSeeded + MIN_STEP_S) : []
+  return { testId, samples: [...seeded, ...live] }
+}
+
+/** Adds the point a status event carries; a new test id starts a new series. */
+export function appendStatus(series: RateSeries, status: Status): RateSeries {
+  if (!status.test_id || status.state === 'idle') return series
+  const base = series.testId === status.test_id ? series : { testId: status.test_id, samples: [] }
+  const last = base.samples.at(-1)
+  if (last && status.elapsed_s < last.t + MIN_STEP_S) return base
+  return {
+    testId: base.testId,
+    samples: [
+      ...base.samples,
+      {
+        t: status.elapsed_s,
+        generation_rate: status.generation_rate,
+        consumption_rate: status.consumption_rate,
+      },
+    ],
+  }
+}

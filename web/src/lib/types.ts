@@ -1,0 +1,58 @@
+// Shapes of the generator's API, as documented in docs/API.md.
+
+export interface TestConfig {
+  num_keys: number
+  key_delay: number
+  key_ttl: number
+  dedup_window: number
+}
+
+export type TestState = 'idle' | 'generating' | 'draining' | 'finished' | 'stopped' | 'interrupted'
+
+export interface Verdict {
+  exactly_once: boolean
+  expected: number
+  consumed: number
+  missing: number
+  duplicates: number
+}
+
+export interface Latency {
+  p50: number
+  p95: number
+  p99: number
+  count: number
+}
+
+export interface Status {
+  is_running: boolean
+  state: TestState
+  test_id: string | null
+  config: TestConfig | null
+  generated: number
+  consumed: number
+  in_flight: number
+  progress: number
+  generation_rate: number
+  consumption_rate: number
+  elapsed_s: number
+  started_at: number | null
+  finished_at: number | null
+  consumers: Record<string, number>
+  latency_ms: Latency | null
+  redelivered: number
+  dead_letters: number
+  verdict: Verdict | null
+}
+
+/** One point of the keys/s chart; `t` is seconds since the test started. */
+export interface RateSample {
+  t: number
+  generation_rate: number
+  consumption_rate: number
+}
+
+export interface HistorySample extends RateSample {
+  generated: number
+  consumed: number
+}
