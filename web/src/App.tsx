@@ -120,7 +120,7 @@ export function App() {
       </header>
 
       <main className="grid grid-cols-1 gap-5 lg:grid-cols-[minmax(18rem,22rem)_minmax(0,1fr)]">
-        <div className="space-y-5">
+        <div className="space-y-5 lg:sticky lg:top-4 lg:self-start">
           <Card title="Test configuration" id="config-title" testId="config-panel">
             <ConfigPanel
               values={shownValues}

@@ -25,7 +25,7 @@ interface ConfigPanelProps {
 function readable(field: ConfigField, text: string): string | null {
   const value = Number(text.trim())
   if (field === 'num_keys' || !Number.isInteger(value) || value < 1000) return null
-  return `= ${formatMs(value)}`
+  return formatMs(value)
 }
 
 export function ConfigPanel(props: ConfigPanelProps) {
@@ -46,7 +46,8 @@ export function ConfigPanel(props: ConfigPanelProps) {
           return (
             <div key={rule.field}>
               <label htmlFor={id} className="mb-1 block text-sm font-medium text-slate-700">
-                {rule.label} <span className="font-normal text-slate-500">({rule.unit})</span>
+                {rule.label}
+                <span className="sr-only"> in {rule.unit === 'ms' ? 'milliseconds' : rule.unit}</span>
               </label>
               <div
                 className={`flex rounded-lg border bg-white focus-within:ring-2 ${
@@ -79,7 +80,7 @@ export function ConfigPanel(props: ConfigPanelProps) {
               </div>
               <p id={`${id}-help`} className="mt-1 text-xs text-slate-500">
                 {rule.min.toLocaleString('en-US')}–{rule.max.toLocaleString('en-US')} · {rule.help}
-                {conversion && <span className="ml-1 text-slate-600">{conversion}</span>}
+                {conversion && <span className="text-slate-600"> · {conversion}</span>}
               </p>
               {error && (
                 <p id={`${id}-error`} data-testid={`error-${rule.field}`} className="mt-1 text-sm font-medium text-red-700">

@@ -1,12 +1,11 @@
 import { useEffect, useRef, useState } from 'react'
-import { niceCeiling, polylinePoints, thin, ticks } from '../lib/chart'
-import { formatCompact, formatCount, formatElapsed } from '../lib/format'
+import { niceCeiling, polylinePoints, thin, ticks, timeTicks } from '../lib/chart'
+import { formatAxisTime, formatCompact, formatCount, formatElapsed } from '../lib/format'
 import type { RateSample } from '../lib/types'
 
 const HEIGHT = 220
 const PAD = { top: 10, right: 12, bottom: 28, left: 52 }
 const Y_TICKS = 4
-const X_TICKS = 4
 
 const GENERATION = { stroke: '#0284c7', label: 'Generation', swatch: 'bg-sky-600' }
 const CONSUMPTION = { stroke: '#ea580c', label: 'Consumption', swatch: 'bg-orange-600' }
@@ -33,10 +32,11 @@ export function RateChart({ samples }: { samples: RateSample[] }) {
   const shown = thin(samples, Math.max(2, Math.floor(plotWidth / 2)))
   const peakGeneration = Math.max(0, ...samples.map((s) => s.generation_rate))
   const peakConsumption = Math.max(0, ...samples.map((s) => s.consumption_rate))
+  const xTicks = timeTicks(samples.at(-1)?.t ?? 0, width < 480 ? 3 : 6)
   const frame = {
     width: plotWidth,
     height: plotHeight,
-    maxT: niceCeiling(Math.max(1, samples.at(-1)?.t ?? 0)),
+    maxT: xTicks.at(-1) ?? 1,
     maxRate: niceCeiling(Math.max(peakGeneration, peakConsumption)),
   }
   const description =
@@ -76,11 +76,11 @@ export function RateChart({ samples }: { samples: RateSample[] }) {
               </g>
             )
           })}
-          {ticks(frame.maxT, X_TICKS).map((value) => {
+          {xTicks.map((value) => {
             const x = (value / frame.maxT) * plotWidth
             return (
               <text key={`x${value}`} x={x} y={plotHeight + 18} textAnchor="middle" fontSize={11} fill="#475569">
-                {formatElapsed(value)}
+                {formatAxisTime(value)}
               </text>
             )
           })}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { niceCeiling, polylinePoints, thin, ticks } from './chart'
+import { niceCeiling, polylinePoints, thin, ticks, timeTicks } from './chart'
 
 describe('chart scales', () => {
   it('rounds axis maxima up to readable numbers', () => {
@@ -34,5 +34,15 @@ describe('chart scales', () => {
       frame,
     )
     expect(points).toBe('0.0,50.0 100.0,25.0')
+  })
+})
+
+describe('time axis', () => {
+  it('puts ticks on round durations', () => {
+    expect(timeTicks(0)).toEqual([0, 1])
+    expect(timeTicks(3.6)).toEqual([0, 1, 2, 3, 4])
+    expect(timeTicks(12)).toEqual([0, 5, 10, 15])
+    expect(timeTicks(200)).toEqual([0, 60, 120, 180, 240])
+    expect(timeTicks(200, 3)).toEqual([0, 120, 240])
   })
 })

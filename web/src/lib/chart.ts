@@ -15,6 +15,17 @@ export function ticks(max: number, count: number): number[] {
   return Array.from({ length: count + 1 }, (_, index) => (max * index) / count)
 }
 
+// Steps a person reads as round durations: seconds, then whole minutes, then hours.
+const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400]
+
+/** Time axis ticks from 0: at most `maxTicks` + 1 of them, on round durations, covering `seconds`. */
+export function timeTicks(seconds: number, maxTicks = 5): number[] {
+  const span = Math.max(1, seconds)
+  const step = TIME_STEPS_S.find((candidate) => span / candidate <= maxTicks) ?? Math.ceil(span / maxTicks / 3600) * 3600
+  const count = Math.max(1, Math.ceil(span / step - 1e-9))
+  return Array.from({ length: count + 1 }, (_, index) => index * step)
+}
+
 /** Keeps at most `limit` points (always the last), so a long test stays cheap to draw. */
 export function thin<T>(points: T[], limit: number): T[] {
   if (points.length <= limit || limit < 2) return points

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
   clampPercent,
+  formatAxisTime,
   consumerShares,
   formatElapsed,
   formatMs,
@@ -107,5 +108,15 @@ describe('states and consumers', () => {
     expect(shares.map((entry) => entry.name)).toEqual(['consumer-1', 'consumer-2', 'consumer-10'])
     expect(shares.map((entry) => entry.share)).toEqual([50, 25, 25])
     expect(consumerShares({})).toEqual([])
+  })
+})
+
+describe('axis labels', () => {
+  it('reads as round durations', () => {
+    expect(formatAxisTime(0)).toBe('0 s')
+    expect(formatAxisTime(45)).toBe('45 s')
+    expect(formatAxisTime(120)).toBe('2 min')
+    expect(formatAxisTime(90)).toBe('1:30')
+    expect(formatAxisTime(7200)).toBe('2 h')
   })
 })

@@ -47,6 +47,15 @@ export function formatElapsed(seconds: number): string {
   return `${hours} h ${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')} min`
 }
 
+/** A time-axis label: "45 s", "2 min", "1:30", "1 h". */
+export function formatAxisTime(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds * 10) / 10} s`
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`
+  if (seconds % 60 === 0) return `${seconds / 60} min`
+  const minutes = Math.floor(seconds / 60)
+  return `${minutes}:${String(Math.round(seconds % 60)).padStart(2, '0')}`
+}
+
 /** A duration in milliseconds, in the unit a person reads fastest. */
 export function formatMs(ms: number): string {
   if (ms < 1000) return `${ms < 10 ? oneDecimal.format(ms) : integer.format(ms)} ms`
