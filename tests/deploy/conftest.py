@@ -1,0 +1,19 @@
+"""Fixtures for the deployment tests: the rendered base and autoscale kustomizations."""
+
+from __future__ import annotations
+
+import pytest
+
+from .manifests import AUTOSCALE, K8S, Manifest, render
+
+
+@pytest.fixture(scope="session")
+def base() -> list[Manifest]:
+    """Every object ``kubectl kustomize k8s/`` renders."""
+    return render(K8S)
+
+
+@pytest.fixture(scope="session")
+def autoscale() -> list[Manifest]:
+    """Every object ``kubectl kustomize k8s/overlays/autoscale`` renders."""
+    return render(AUTOSCALE)
