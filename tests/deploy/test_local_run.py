@@ -254,6 +254,16 @@ def test_manifests_run_a_test_exactly_once(base: list[Manifest], fleet: Fleet) -
     assert set(status["consumers"]) <= set(CONSUMER_PODS), status["consumers"]
     assert sum(status["consumers"].values()) == NUM_KEYS
 
+    # Prometheus scrapes where the pod annotations say.
+    scrape_targets = [(generator_deployment, generator_port)] + [
+        (consumer_deployment, port) for _, port in consumers
+    ]
+    for deployment, port in scrape_targets:
+        path = deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
+        scrape = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        assert scrape.status_code == 200
+        assert "# TYPE" in scrape.text, "not the Prometheus text format"
+
     # SIGTERM, as the kubelet sends it: each must drain and exit 0 within its grace period.
     for deployment, processes in (
         (consumer_deployment, [p for p, _ in consumers]),
