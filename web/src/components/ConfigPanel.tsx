@@ -37,7 +37,7 @@ export function ConfigPanel(props: ConfigPanelProps) {
   const valid = validateConfig(values)
   return (
     <form noValidate onSubmit={submit} aria-describedby={formError ? 'form-error' : undefined}>
-      <fieldset disabled={locked} className="grid grid-cols-1 gap-4 sm:grid-cols-2 lg:grid-cols-1">
+      <fieldset disabled={locked} className="grid grid-cols-1 gap-x-4 gap-y-2 sm:grid-cols-2 lg:grid-cols-1">
         <legend className="sr-only">Test parameters</legend>
         {FIELD_RULES.map((rule) => {
           const id = `field-${rule.field}`
@@ -47,7 +47,7 @@ export function ConfigPanel(props: ConfigPanelProps) {
             <div key={rule.field}>
               <label htmlFor={id} className="mb-1 block text-sm font-medium text-slate-700">
                 {rule.label}
-                <span className="sr-only"> in {rule.unit === 'ms' ? 'milliseconds' : rule.unit}</span>
+                {rule.unit === 'ms' && <span className="sr-only"> in milliseconds</span>}
               </label>
               <div
                 className={`flex rounded-lg border bg-white focus-within:ring-2 ${
@@ -68,7 +68,7 @@ export function ConfigPanel(props: ConfigPanelProps) {
                   onChange={(event) => props.onChange(rule.field, event.target.value)}
                   onBlur={() => props.onBlur(rule.field)}
                   aria-invalid={error ? true : undefined}
-                  aria-describedby={`${id}-help${error ? ` ${id}-error` : ''}`}
+                  aria-describedby={error ? `${id}-error` : `${id}-help`}
                   className="w-full min-w-0 rounded-l-lg bg-transparent px-3 py-2 font-mono tabular-nums outline-none disabled:text-slate-500"
                 />
                 <span
@@ -78,36 +78,32 @@ export function ConfigPanel(props: ConfigPanelProps) {
                   {rule.unit}
                 </span>
               </div>
-              <p id={`${id}-help`} className="mt-1 text-xs text-slate-500">
-                {rule.min.toLocaleString('en-US')}–{rule.max.toLocaleString('en-US')} · {rule.help}
-                {conversion && <span className="text-slate-600"> · {conversion}</span>}
-              </p>
-              {error && (
-                <p id={`${id}-error`} data-testid={`error-${rule.field}`} className="mt-1 text-sm font-medium text-red-700">
-                  {error}
-                </p>
-              )}
+              {/* Help and error share one fixed-height slot: a message appearing on blur must not
+                  move the Start button between the press and the release of a click. */}
+              <div className="mt-1 min-h-8 text-xs leading-4">
+                {error ? (
+                  <p id={`${id}-error`} data-testid={`error-${rule.field}`} className="font-medium text-red-700">
+                    {error}
+                  </p>
+                ) : (
+                  <p id={`${id}-help`} className="text-slate-500">
+                    {rule.min.toLocaleString('en-US')}–{rule.max.toLocaleString('en-US')} · {rule.help}
+                    {conversion && <span className="text-slate-600"> · {conversion}</span>}
+                  </p>
+                )}
+              </div>
             </div>
           )
         })}
       </fieldset>
-      {valid.ok && !locked && (
-        <p className="mt-3 text-xs text-slate-500" data-testid="estimate">
-          {valid.config.num_keys.toLocaleString('en-US')} keys,{' '}
-          {generationEstimate(valid.config.num_keys, valid.config.key_delay)}.
-        </p>
-      )}
-      {formError && (
-        <p
-          id="form-error"
-          role="alert"
-          data-testid="form-error"
-          className="mt-3 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800"
-        >
-          {formError}
-        </p>
-      )}
-      <div className="mt-4 flex gap-3">
+      <p className="min-h-4 text-xs leading-4 text-slate-500" data-testid="estimate">
+        {valid.ok &&
+          `${valid.config.num_keys.toLocaleString('en-US')} keys, ${generationEstimate(
+            valid.config.num_keys,
+            valid.config.key_delay,
+          )}.`}
+      </p>
+      <div className="mt-3 flex gap-3">
         <button
           type="submit"
           data-testid="start"
@@ -126,6 +122,16 @@ export function ConfigPanel(props: ConfigPanelProps) {
           {pending === 'stop' ? 'Stopping…' : 'Stop'}
         </button>
       </div>
+      {formError && (
+        <p
+          id="form-error"
+          role="alert"
+          data-testid="form-error"
+          className="mt-3 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800"
+        >
+          {formError}
+        </p>
+      )}
     </form>
   )
 }

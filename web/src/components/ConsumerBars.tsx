@@ -14,6 +14,7 @@ export function ConsumerBars({ consumers }: { consumers: Status['consumers'] }) 
           key={name}
           data-testid="consumer-bar"
           data-consumer={name}
+          data-count={count}
           className="grid grid-cols-[minmax(5.5rem,auto)_1fr_auto] items-center gap-3 text-sm"
         >
           <span className="truncate font-mono text-slate-700" title={name}>
