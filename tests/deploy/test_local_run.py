@@ -43,20 +43,27 @@ class Process:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
+        self._terminated = False
         self.popen = subprocess.Popen(
             argv, env=env, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def tail(self, lines: int = 40) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return f"--- {self.name} (exit {self.popen.poll()}) ---\n" + "\n".join(text)
+
+    def terminate(self) -> None:
+        """Send SIGTERM once, as the kubelet does (a second one means "stop now")."""
+        if not self._terminated and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        self._terminated = True
 
     def stop(self, timeout: float) -> int | None:
         """SIGTERM, then wait up to ``timeout``; kill if it does not end. Returns the exit code
         of a process that ended by itself, None if it had to be killed."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -271,7 +278,7 @@ def test_manifests_run_a_test_exactly_once(base: list[Manifest], fleet: Fleet) -
     ):
         grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
         for process in processes:
-            process.popen.send_signal(signal.SIGTERM)
+            process.terminate()
         for process in processes:
             code = process.stop(timeout=grace)
             assert code == 0, f"{process.name} exited {code} after SIGTERM\n{fleet.logs()}"
