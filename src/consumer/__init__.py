@@ -1,0 +1,1 @@
+"""The consumer: hears every expiry, claims keys once, publishes them, and does the work."""

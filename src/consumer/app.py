@@ -1,0 +1,157 @@
+"""One consumer process: a trio nursery of sibling tasks, connected by memory channels.
+
+    expiry listener --batches--> dedup + publisher --> JetStream
+    pull worker <-- JetStream        sweeper --> JetStream        health endpoint
+
+Stopping (SIGTERM, SIGINT or ``stop``) first stops hearing events, lets the publisher finish
+what it already heard and the pull worker finish the batch in hand, then closes connections.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from consumer.dedup_publisher import run_dedup_publisher
+from consumer.expiry_listener import run_expiry_listener
+from consumer.health import serve_health
+from consumer.pull_worker import run_pull_worker
+from consumer.readiness import Readiness
+from consumer.sweeper import run_sweeper
+from shared import names
+from shared.backoff import Backoff
+from shared.bridge import JetStream, RedisGateway, open_bridge
+from shared.config import ConsumerConfig, redact
+from shared.pubsub import RedisAddress
+
+log = logging.getLogger(__name__)
+
+PULL_BATCH = 256
+#: Pull workers per process: one counts a batch while the other waits for the next.
+PULL_WORKERS = 2
+
+
+async def check_keyspace_events(redis: RedisGateway) -> None:
+    """Say clearly at start-up when Redis will not announce expirations."""
+    try:
+        reply = await redis.call("CONFIG", "GET", "notify-keyspace-events")
+    except Exception as exc:
+        log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'Ex'", exc)
+        return
+    if isinstance(reply, dict):
+        flags = str(reply.get("notify-keyspace-events", ""))
+    else:
+        flags = str(reply[1]) if isinstance(reply, list) and len(reply) > 1 else ""
+    if "E" not in flags or not ("x" in flags or "A" in flags):
+        log.error(
+            "Redis has notify-keyspace-events=%r, so it announces no expirations: set it to "
+            "include 'Ex' (redis-cli CONFIG SET notify-keyspace-events Ex). Until then keys are "
+            "found only by the sweeper, seconds late.",
+            flags,
+        )
+
+
+async def connect_jetstream(config: ConsumerConfig) -> JetStream:
+    """Connect to NATS and make sure the stream and durable consumer exist, retrying forever."""
+    backoff = Backoff(initial=0.2, cap=5.0)
+    url = config.common.nats_url
+    while True:
+        try:
+            jetstream = await JetStream.connect(
+                url, config.common.nats_creds, f"consumer-{config.consumer_id}"
+            )
+            break
+        except ConnectionError as exc:
+            log.warning("%s; retrying", exc)
+            await backoff.wait()
+    backoff.reset()
+    while True:
+        try:
+            differences = await jetstream.ensure_topology()
+            break
+        except Exception as exc:
+            log.warning("cannot set up JetStream at %s (%s); retrying", redact(url), exc)
+            await backoff.wait()
+    for difference in differences:
+        log.error(
+            "existing JetStream %s; left as it is — delete it to let the consumers recreate it",
+            difference,
+        )
+    return jetstream
+
+
+async def run_consumer(
+    config: ConsumerConfig,
+    stop: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Readiness] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one consumer until ``stop`` is set; ``started`` once all tasks run."""
+    readiness = Readiness()
+    address = RedisAddress.from_url(config.common.redis_url)
+    async with open_bridge(), trio.open_nursery() as outer:
+        await outer.start(serve_health, readiness, config.health_host, config.health_port)
+        redis = await RedisGateway.connect(config.common.redis_url)
+        jetstream = await connect_jetstream(config)
+        await check_keyspace_events(redis)
+        send, receive = trio.open_memory_channel[list[str]](64)
+        async with trio.open_nursery() as work:
+            listening = trio.CancelScope()
+
+            async def listen(*, task_status: trio.TaskStatus[None]) -> None:
+                with listening:
+                    await run_expiry_listener(
+                        address,
+                        names.expired_channel(address.db),
+                        send,
+                        readiness,
+                        task_status=task_status,
+                    )
+
+            await work.start(
+                run_dedup_publisher,
+                redis,
+                jetstream,
+                receive,
+                config.claim_lease_ms,
+                config.batch_size,
+            )
+            await work.start(listen)
+            for _ in range(PULL_WORKERS):
+                await work.start(
+                    run_pull_worker,
+                    redis,
+                    jetstream,
+                    config.consumer_id,
+                    readiness,
+                    stop,
+                    PULL_BATCH,
+                )
+            sweeping = trio.CancelScope()
+
+            async def sweeper() -> None:
+                with sweeping:
+                    await run_sweeper(
+                        redis,
+                        jetstream,
+                        config.claim_lease_ms,
+                        config.sweep_grace_ms,
+                        config.sweep_interval_ms,
+                    )
+
+            work.start_soon(sweeper)
+            log.info("consumer %s ready", config.consumer_id)
+            task_status.started(readiness)
+            await stop.wait()
+            readiness.stopping = True
+            log.info("consumer %s stopping: draining work in hand", config.consumer_id)
+            listening.cancel()
+            sweeping.cancel()
+            work.cancel_scope.deadline = trio.current_time() + config.shutdown_grace_s
+        with trio.move_on_after(3) as closing:
+            closing.shield = True
+            await jetstream.aclose()
+            await redis.aclose()
+        outer.cancel_scope.cancel()
+    log.info("consumer %s stopped", config.consumer_id)

@@ -1,0 +1,93 @@
+"""Task: claim each heard key exactly once across the fleet, and publish the keys won."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from consumer.publishing import claim, publish_claimed
+from shared import telemetry
+from shared.bridge import JetStream, RedisGateway
+from shared.logs import Throttle
+
+log = logging.getLogger(__name__)
+
+
+def take_waiting(
+    first: list[str], receive: trio.MemoryReceiveChannel[list[str]], limit: int
+) -> list[str]:
+    """``first`` plus whatever batches are already waiting, up to about ``limit`` keys."""
+    keys = list(first)
+    while len(keys) < limit:
+        try:
+            keys.extend(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return keys
+
+
+async def run_dedup_publisher(
+    redis: RedisGateway,
+    jetstream: JetStream,
+    receive: trio.MemoryReceiveChannel[list[str]],
+    lease_ms: int,
+    batch_limit: int,
+    publishers: int = 2,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Claim every batch from the listener until its channel closes; publish what was won.
+
+    Claiming and publishing run as separate tasks so that the next claim does not wait for
+    JetStream to acknowledge the last publish. A batch whose claim fails (Redis unreachable)
+    is dropped here: its keys stay pending in Redis and a sweeper claims them later.
+    """
+    won_send, won_receive = trio.open_memory_channel[tuple[str, list[tuple[str, str]]]](16)
+    async with trio.open_nursery() as nursery:
+        async with won_receive:
+            for _ in range(publishers):
+                nursery.start_soon(_publish_won, redis, jetstream, won_receive.clone())
+        task_status.started()
+        async with won_send, receive:
+            await _claim_heard(redis, receive, won_send, lease_ms, batch_limit)
+
+
+async def _claim_heard(
+    redis: RedisGateway,
+    receive: trio.MemoryReceiveChannel[list[str]],
+    won_send: trio.MemorySendChannel[tuple[str, list[tuple[str, str]]]],
+    lease_ms: int,
+    batch_limit: int,
+) -> None:
+    throttle = Throttle()
+    async for first in receive:
+        keys = take_waiting(first, receive, batch_limit)
+        telemetry.BATCH_SIZE.labels("claim").observe(len(keys))
+        try:
+            with telemetry.STAGE_SECONDS.labels("claim").time():
+                test_id, won = await claim(redis, keys, lease_ms)
+        except Exception as exc:
+            telemetry.ERRORS.labels("dedup_publisher").inc()
+            if throttle.allow("claim"):
+                log.warning("claiming %d keys failed (%s); sweepers will retry", len(keys), exc)
+            continue
+        if won:
+            await won_send.send((test_id, won))
+
+
+async def _publish_won(
+    redis: RedisGateway,
+    jetstream: JetStream,
+    receive: trio.MemoryReceiveChannel[tuple[str, list[tuple[str, str]]]],
+) -> None:
+    throttle = Throttle()
+    async with receive:
+        async for test_id, won in receive:
+            try:
+                with telemetry.STAGE_SECONDS.labels("publish").time():
+                    await publish_claimed(redis, jetstream, test_id, won)
+            except Exception as exc:  # leases still run out: sweepers republish these keys
+                telemetry.ERRORS.labels("dedup_publisher").inc()
+                if throttle.allow("publish"):
+                    log.warning("publishing %d keys failed: %s", len(won), exc)

@@ -1,0 +1,28 @@
+"""What a consumer's readiness probe reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Readiness:
+    """Set by the tasks as they connect and lose their connections."""
+
+    subscribed: bool = False
+    bound: bool = False
+    stopping: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Ready when subscribed to expirations and bound to the JetStream consumer."""
+        return self.subscribed and self.bound and not self.stopping
+
+    def as_dict(self) -> dict[str, bool]:
+        """The probe's JSON body."""
+        return {
+            "ready": self.ready,
+            "subscribed": self.subscribed,
+            "bound": self.bound,
+            "stopping": self.stopping,
+        }

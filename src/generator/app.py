@@ -1,0 +1,211 @@
+"""The generator's HTTP face: the WebUI, the control API and the push channel (Quart-Trio)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+from quart import Response, jsonify, request, send_from_directory
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from generator.feed import StatusFeed
+from generator.runner import TestAlreadyRunning, TestRunner
+from generator.validation import RequestError, parse_start_request
+from shared import telemetry
+from shared.bridge import RedisGateway
+from shared.config import GeneratorConfig
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+NOT_BUILT_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>WebUI not built</title></head><body>
+<h1>The WebUI has not been built</h1>
+<p>The API works (try <a href="/api/status">/api/status</a>), but <code>{dist}</code> holds no
+<code>index.html</code>. Build it with <code>make web</code>
+(or <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>) and reload.</p>
+</body></html>"""
+
+
+@dataclass
+class Services:
+    """What the routes work with."""
+
+    redis: RedisGateway
+    runner: TestRunner
+    feed: StatusFeed
+    nursery: trio.Nursery
+
+
+def error(message: str, status: int, field: str | None = None) -> tuple[Response, int]:
+    """A JSON error response."""
+    body: dict[str, str] = {"error": message}
+    if field:
+        body["field"] = field
+    return jsonify(body), status
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Same-origin requests (and listed origins) only; requests without Origin are not browsers'."""
+    if not origin:
+        return True
+    if origin in allowed:
+        return True
+    return bool(host) and urlsplit(origin).netloc == host
+
+
+def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
+    """The Quart-Trio application."""
+    app = QuartTrio(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    dist = os.path.abspath(config.web_dist)
+
+    def authorized() -> bool:
+        if config.api_token is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), config.api_token.encode()
+        )
+
+    @app.after_request
+    async def add_security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        if code == 413:
+            return error(f"request body too large: at most {MAX_BODY_BYTES} bytes", 413)
+        return error(exc.description or exc.name, code)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("request %s %s failed", request.method, request.path)
+        return error("internal error; the generator's log has the details", 500)
+
+    @app.post("/api/start")
+    async def start() -> Any:
+        if not authorized():
+            return error("missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)", 401)
+        raw = await request.get_data()
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            return error("the body is not valid JSON", 400)
+        try:
+            test_config = parse_start_request(body)
+        except RequestError as exc:
+            return jsonify(exc.as_dict()), 400
+        try:
+            test_id = await services.runner.start(test_config, services.nursery)
+        except TestAlreadyRunning as exc:
+            return error(str(exc), 409)
+        return jsonify({"status": "started", "test_id": test_id, "config": test_config.as_dict()})
+
+    @app.post("/api/stop")
+    async def stop() -> Any:
+        if not authorized():
+            return error("missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)", 401)
+        if services.runner.stop():
+            log.info("test %s: stop requested", services.runner.test_id)
+            return jsonify({"status": "stopping", "test_id": services.runner.test_id})
+        return jsonify({"status": "idle"})
+
+    @app.get("/api/status")
+    async def status() -> Any:
+        return jsonify(await services.feed.current())
+
+    @app.get("/api/metrics")
+    async def metrics() -> Any:
+        document = await services.feed.current()
+        return jsonify(
+            {
+                "generated": document["generated"],
+                "consumed": document["consumed"],
+                "consumers": document["consumers"],
+            }
+        )
+
+    @app.get("/api/history")
+    async def history() -> Any:
+        return jsonify(services.feed.history)
+
+    @app.get("/api/events")
+    async def events() -> Any:
+        if not origin_allowed(
+            request.headers.get("Origin"), request.headers.get("Host"), config.allowed_origins
+        ):
+            return error("cross-origin event streams are not allowed", 403)
+
+        async def stream() -> AsyncIterator[bytes]:
+            document = services.feed.latest or await services.feed.current()
+            while True:
+                yield f"event: status\ndata: {json.dumps(document)}\n\n".encode()
+                document = await services.feed.next_update()
+
+        response = Response(stream(), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+        response.timeout = None
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        return jsonify({"ok": True})
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        try:
+            with trio.fail_after(2):
+                await services.redis.call("PING")
+        except Exception as exc:
+            return error(f"Redis does not answer: {type(exc).__name__}", 503)
+        return jsonify({"ready": True})
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        body, content_type = telemetry.render()
+        return Response(body, content_type=content_type)
+
+    @app.get("/")
+    async def index() -> Any:
+        if not await trio.Path(dist, "index.html").is_file():
+            return Response(NOT_BUILT_PAGE.format(dist=dist), status=503, mimetype="text/html")
+        response = await send_from_directory(dist, "index.html")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/<path:path>")
+    async def static_file(path: str) -> Any:
+        if path.startswith("api/"):
+            return error(f"no such API endpoint: /{path}", 404)
+        response = await send_from_directory(dist, path)
+        if path.startswith("assets/"):
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        else:
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    return app

@@ -1,0 +1,254 @@
+"""Running one load test: reset, write the keys, wait for their consumption, give a verdict."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+
+import trio
+
+from generator.status import RUNNING_STATES, read_snapshot, verdict
+from generator.validation import TestConfig
+from shared import names, telemetry
+from shared.bridge import RedisGateway
+from shared.bridge.redis_io import Command
+
+log = logging.getLogger(__name__)
+
+#: Keys per pipeline when writing as fast as possible.
+CHUNK = 500
+DRAIN_POLL_S = 0.2
+
+
+class TestAlreadyRunning(RuntimeError):
+    """A test is running; one at a time."""
+
+
+def new_test_id() -> str:
+    """A unique, sortable, readable test id."""
+    return time.strftime("t-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def write_commands(test_id: str, first: int, count: int, ttl_ms: int, now_ms: int) -> list[Command]:
+    """One pipeline writing keys ``first``..``first+count-1``.
+
+    The pending entry (with the key's deadline) goes in before the key itself, so a key can
+    never expire without a record that it was due.
+    """
+    deadline = now_ms + ttl_ms
+    keys = [names.gen_key(seq) for seq in range(first, first + count)]
+    pending: list[str | int] = []
+    for key in keys:
+        pending += [deadline, key]
+    commands: list[Command] = [("ZADD", names.TEST_PENDING, *pending)]
+    commands += [("SET", key, test_id, "PX", ttl_ms) for key in keys]
+    commands.append(("INCRBY", names.METRICS_GENERATED, count))
+    return commands
+
+
+def keys_due(elapsed_s: float, delay_ms: int, written: int, total: int) -> int:
+    """How many more keys are due ``elapsed_s`` into a test writing one key per ``delay_ms``."""
+    due = int(elapsed_s * 1000 // delay_ms) if delay_ms else total
+    return max(0, min(total, due) - written)
+
+
+class TestRunner:
+    """Owns the one test that may run at a time."""
+
+    def __init__(self, redis: RedisGateway, drain_timeout_s: float) -> None:
+        self._redis = redis
+        self._drain_timeout_s = drain_timeout_s
+        self._stop_requested = trio.Event()
+        self._end_drain = trio.Event()
+        self._draining = False
+        self._running = False
+        self.test_id: str | None = None
+        self.changed = trio.Event()
+
+    @property
+    def is_running(self) -> bool:
+        """Whether this process is running a test now."""
+        return self._running
+
+    async def recover_interrupted(self, nursery: trio.Nursery) -> None:
+        """At start-up: a test left running by an earlier generator process is interrupted.
+
+        Its keys are still consumed; watch them drain and give the verdict.
+        """
+        test = await self._redis.call("HGETALL", names.TEST_CURRENT)
+        if test and test.get("state") in RUNNING_STATES:
+            log.warning("test %s was interrupted by a generator restart", test.get("id"))
+            await self._redis.call("HSET", names.TEST_CURRENT, "state", "interrupted")
+            self._running = True
+            self.test_id = test.get("id")
+            nursery.start_soon(self._finish_interrupted)
+
+    async def _finish_interrupted(self) -> None:
+        try:
+            await self._drain(final_state="interrupted")
+        finally:
+            self._running = False
+
+    async def start(self, config: TestConfig, nursery: trio.Nursery) -> str:
+        """Reset earlier state and start a test in ``nursery``; returns its id."""
+        if self._running:
+            raise TestAlreadyRunning("a test is already running")
+        self._running = True
+        try:
+            test_id = new_test_id()
+            await self._reset(test_id, config)
+        except BaseException:
+            self._running = False
+            raise
+        self.test_id = test_id
+        self._stop_requested = trio.Event()
+        self._end_drain = trio.Event()
+        self._draining = False
+        telemetry.TESTS.inc()
+        log.info("test %s started: %s", test_id, config.as_dict())
+        nursery.start_soon(self._run, test_id, config)
+        self._notify()
+        return test_id
+
+    def stop(self) -> bool:
+        """Stop generating (or, once all keys are written, stop waiting for them).
+
+        False when no test runs.
+        """
+        if not self._running:
+            return False
+        if self._draining:
+            self._end_drain.set()
+        self._stop_requested.set()
+        return True
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def _reset(self, test_id: str, config: TestConfig) -> None:
+        """Make the new test the current one, then clear everything earlier tests left.
+
+        The id changes first, so consumers still finishing an earlier test's messages see them
+        as stale instead of counting them into this one.
+        """
+        redis = self._redis
+        old_consumers = await redis.call("SMEMBERS", names.METRICS_CONSUMERS)
+        await redis.pipeline(
+            [
+                ("DEL", names.TEST_CURRENT),
+                (
+                    "HSET",
+                    names.TEST_CURRENT,
+                    "id",
+                    test_id,
+                    "state",
+                    "starting",
+                    *_flatten(config.as_dict()),
+                ),
+                (
+                    "UNLINK",
+                    *names.PER_TEST_KEYS,
+                    names.METRICS_CONSUMERS,
+                    *[names.consumer_count_key(c) for c in old_consumers],
+                ),
+            ]
+        )
+        for pattern in (f"{names.GEN_KEY_PREFIX}*", f"{names.DEDUP_KEY_PREFIX}*"):
+            removed = await redis.unlink_matching(pattern)
+            if removed:
+                log.info("removed %d leftover %s keys", removed, pattern)
+        await redis.call(
+            "HSET", names.TEST_CURRENT, "state", "generating", "started_at", repr(time.time())
+        )
+
+    async def _run(self, test_id: str, config: TestConfig) -> None:
+        try:
+            written = await self._generate(test_id, config)
+            stopped = self._stop_requested.is_set()
+            log.info(
+                "test %s: %d keys written%s", test_id, written, " (stopped)" if stopped else ""
+            )
+            await self._redis.call(
+                "HSET", names.TEST_CURRENT, "state", "draining", "generated_final", written
+            )
+            self._notify()
+            await self._drain(final_state="stopped" if stopped else "finished")
+        except Exception:
+            log.exception("test %s failed", test_id)
+            with trio.move_on_after(2) as cleanup:
+                cleanup.shield = True
+                await self._redis.call("HSET", names.TEST_CURRENT, "state", "failed")
+        finally:
+            self._running = False
+            self._notify()
+
+    async def _generate(self, test_id: str, config: TestConfig) -> int:
+        written = 0
+        total = config.num_keys
+        begin = trio.current_time()
+        while written < total and not self._stop_requested.is_set():
+            if config.key_delay:
+                next_due = begin + (written + 1) * config.key_delay / 1000
+                with trio.move_on_at(next_due):
+                    await self._stop_requested.wait()
+                if self._stop_requested.is_set():
+                    break
+            count = keys_due(trio.current_time() - begin, config.key_delay, written, total)
+            count = max(1, min(count, CHUNK))
+            now_ms = int(time.time() * 1000)
+            await self._redis.pipeline(
+                write_commands(test_id, written, count, config.key_ttl, now_ms)
+            )
+            written += count
+            telemetry.GENERATED.inc(count)
+            await trio.lowlevel.checkpoint()
+        return written
+
+    async def _drain(self, final_state: str) -> None:
+        """Wait until every written key is consumed, or nothing moves for the drain timeout."""
+        self._draining = True
+        last_progress = trio.current_time()
+        last_unique = -1
+        while True:
+            snapshot = await read_snapshot(self._redis, with_consumers=False)
+            if snapshot.unique >= snapshot.generated:
+                break
+            if snapshot.unique != last_unique:
+                last_unique, last_progress = snapshot.unique, trio.current_time()
+            elif trio.current_time() - last_progress > self._drain_timeout_s:
+                log.warning(
+                    "test %s: no progress for %.0f s; ending with %d keys unconsumed",
+                    self.test_id,
+                    self._drain_timeout_s,
+                    snapshot.generated - snapshot.unique,
+                )
+                break
+            if self._end_drain.is_set():
+                final_state = "stopped" if final_state == "finished" else final_state
+                break
+            with trio.move_on_after(DRAIN_POLL_S):
+                await self._end_drain.wait()
+        snapshot = await read_snapshot(self._redis, with_consumers=False)
+        result = verdict(snapshot)
+        await self._redis.call(
+            "HSET",
+            names.TEST_CURRENT,
+            "state",
+            final_state,
+            "finished_at",
+            repr(time.time()),
+            "verdict",
+            json.dumps(result),
+        )
+        log.info("test %s %s: %s", self.test_id, final_state, result)
+
+
+def _flatten(mapping: dict[str, int]) -> Sequence[str | int]:
+    flat: list[str | int] = []
+    for key, value in mapping.items():
+        flat += [key, value]
+    return flat

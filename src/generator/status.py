@@ -1,0 +1,142 @@
+"""Reading the state of the current test from Redis, and the verdict at its end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import latency, names
+from shared.bridge import RedisGateway
+
+RUNNING_STATES = ("starting", "generating", "draining")
+
+
+@dataclass
+class Snapshot:
+    """Everything Redis says about the current test at one moment."""
+
+    test: dict[str, str]
+    generated: int
+    consumed: int
+    unique: int
+    pending: int
+    inflight: int
+    duplicates: int
+    dead_letters: int
+    recovered: int
+    consumers: dict[str, int] = field(default_factory=dict)
+    latency_buckets: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """The test's state, ``idle`` when there has been none."""
+        return self.test.get("state", "idle")
+
+    @property
+    def num_keys(self) -> int:
+        """The number of keys the test was asked for (0 when idle)."""
+        return int(self.test.get("num_keys", 0))
+
+
+def _int(value: Any) -> int:
+    return int(value) if value else 0
+
+
+async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Snapshot:
+    """One consistent-enough look at the test (two round trips at most)."""
+    replies = await redis.pipeline(
+        [
+            ("HGETALL", names.TEST_CURRENT),
+            ("GET", names.METRICS_GENERATED),
+            ("GET", names.METRICS_CONSUMED),
+            ("HLEN", names.TEST_CONSUMED),
+            ("ZCARD", names.TEST_PENDING),
+            ("ZCARD", names.TEST_INFLIGHT),
+            ("GET", names.METRICS_DUPLICATES),
+            ("GET", names.METRICS_DEAD_LETTERS),
+            ("GET", names.METRICS_RECOVERED),
+            ("SMEMBERS", names.METRICS_CONSUMERS),
+            ("HGETALL", names.TEST_LATENCY),
+        ]
+    )
+    test, generated, consumed, unique, pending, inflight, dups, dead, recovered = replies[:9]
+    members: list[str] = sorted(replies[9] or [])
+    consumers: dict[str, int] = {}
+    if with_consumers and members:
+        counts = await redis.call("MGET", *[names.consumer_count_key(m) for m in members])
+        consumers = {m: _int(c) for m, c in zip(members, counts, strict=True)}
+    return Snapshot(
+        test=test or {},
+        generated=_int(generated),
+        consumed=_int(consumed),
+        unique=_int(unique),
+        pending=_int(pending),
+        inflight=_int(inflight),
+        duplicates=_int(dups),
+        dead_letters=_int(dead),
+        recovered=_int(recovered),
+        consumers=consumers,
+        latency_buckets={int(k): int(v) for k, v in (replies[10] or {}).items()},
+    )
+
+
+def verdict(snapshot: Snapshot) -> dict[str, Any]:
+    """Whether every generated key was consumed exactly once; what is missing or doubled.
+
+    ``consumed`` counts every key counted (a key counted twice would count twice), ``unique``
+    the distinct keys with a consumption record: their difference is the number of doubles.
+    """
+    missing = max(0, snapshot.generated - snapshot.unique)
+    doubled = max(0, snapshot.consumed - snapshot.unique)
+    return {
+        "exactly_once": missing == 0 and doubled == 0,
+        "expected": snapshot.generated,
+        "consumed": snapshot.unique,
+        "missing": missing,
+        "duplicates": doubled,
+        "dead_letters": snapshot.dead_letters,
+    }
+
+
+def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) -> dict[str, Any]:
+    """The ``/api/status`` body."""
+    test = snapshot.test
+    state = snapshot.state
+    started_at = float(test["started_at"]) if test.get("started_at") else None
+    finished_at = float(test["finished_at"]) if test.get("finished_at") else None
+    elapsed = 0.0
+    if started_at is not None:
+        elapsed = max(0.0, (finished_at or now) - started_at)
+    num_keys = snapshot.num_keys
+    progress = min(100.0, 100.0 * snapshot.unique / num_keys) if num_keys else 0.0
+    config = None
+    if test.get("num_keys"):
+        config = {k: int(test[k]) for k in ("num_keys", "key_delay", "key_ttl", "dedup_window")}
+    stored_verdict = json.loads(test["verdict"]) if test.get("verdict") else None
+    latency_ms = latency.percentiles(snapshot.latency_buckets)
+    if latency_ms is not None:
+        latency_ms["count"] = sum(snapshot.latency_buckets.values())
+    return {
+        "is_running": state in RUNNING_STATES,
+        "state": state,
+        "test_id": test.get("id"),
+        "config": config,
+        "generated": snapshot.generated,
+        "consumed": snapshot.consumed,
+        "in_flight": max(0, snapshot.generated - snapshot.unique),
+        "progress": round(progress, 2),
+        "generation_rate": round(rates[0], 1),
+        "consumption_rate": round(rates[1], 1),
+        "elapsed_s": round(elapsed, 2),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "consumers": snapshot.consumers,
+        "latency_ms": latency_ms,
+        "pending": snapshot.pending,
+        "claimed_in_flight": snapshot.inflight,
+        "recovered": snapshot.recovered,
+        "redelivered": snapshot.duplicates,
+        "dead_letters": snapshot.dead_letters,
+        "verdict": stored_verdict,
+    }

@@ -1,0 +1,347 @@
+"""nats-py's JetStream client behind trio-callable methods, one crossing per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from shared import names
+from shared.bridge.loop import crossing
+from shared.config import redact
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0
+
+STREAM_CONFIG = api.StreamConfig(
+    name=names.STREAM,
+    subjects=[names.SUBJECT],
+    retention=api.RetentionPolicy.WORK_QUEUE,
+    storage=api.StorageType.MEMORY,
+    max_age=names.STREAM_MAX_AGE_S,
+)
+
+CONSUMER_CONFIG = api.ConsumerConfig(
+    durable_name=names.DURABLE,
+    ack_policy=api.AckPolicy.EXPLICIT,
+    deliver_policy=api.DeliverPolicy.ALL,
+    max_deliver=names.MAX_DELIVER,
+    ack_wait=names.ACK_WAIT_S,
+    filter_subject=names.SUBJECT,
+    max_ack_pending=20000,
+)
+
+
+class StreamMismatch(RuntimeError):
+    """The stream or consumer exists with settings other than the ones this system needs."""
+
+
+@dataclass(frozen=True)
+class JetStreamMessage:
+    """One delivery from the work queue."""
+
+    key: str
+    test_id: str
+    deadline: str
+    delivered: int
+    handle: Any
+
+
+@dataclass
+class ConnectionEvents:
+    """Counts of connection events reported by nats-py (read by trio tasks)."""
+
+    disconnects: int = 0
+    reconnects: int = 0
+    closing: bool = False
+
+
+class JetStream:
+    """The work queue: stream, durable pull consumer, publishing and fetching."""
+
+    def __init__(self, nc: Any, events: ConnectionEvents) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(publish_async_max_pending=20000)
+        self._feeds: set[Feed] = set()
+        self.events = events
+
+    @classmethod
+    async def connect(cls, url: str, creds: str | None, name: str) -> JetStream:
+        """Connect to NATS (raises when unreachable; reconnects by itself once connected)."""
+        events = ConnectionEvents()
+        nc = await crossing(_connect)(url, creds, name, events)
+        return cls(nc, events)
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the NATS connection is up right now."""
+        return bool(self._nc.is_connected)
+
+    async def ensure_topology(self) -> list[str]:
+        """Create the stream and the durable consumer where missing.
+
+        Returns a description of each setting in which an existing stream or consumer differs
+        from the one this system needs (empty when all match); those are reported, not replaced.
+        """
+        return await crossing(_ensure_topology)(self._js)
+
+    async def publish_batch(self, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
+        """Publish each (key, headers); return per item whether JetStream stored it (or had it)."""
+        return await crossing(_publish_batch)(self._js, items)
+
+    async def open_feed(self) -> Feed:
+        """Bind to the durable consumer (which must exist) with a fresh inbox for deliveries."""
+        feed = Feed(await crossing(PullFeed.open)(self._nc, self._js))
+        self._feeds.add(feed)
+        return feed
+
+    async def ack(self, messages: Sequence[JetStreamMessage]) -> None:
+        """Acknowledge ``messages`` (one crossing)."""
+        await crossing(_settle)([m.handle for m in messages], "ack", None)
+
+    async def nak(self, messages: Sequence[JetStreamMessage], delay: float) -> None:
+        """Ask for redelivery of ``messages`` after ``delay`` seconds."""
+        await crossing(_settle)([m.handle for m in messages], "nak", delay)
+
+    async def term(self, messages: Sequence[JetStreamMessage]) -> None:
+        """Tell JetStream never to deliver ``messages`` again."""
+        await crossing(_settle)([m.handle for m in messages], "term", None)
+
+    async def consumer_state(self) -> dict[str, int]:
+        """``num_pending``, ``num_ack_pending`` and ``num_redelivered`` of the durable consumer."""
+        return await crossing(_consumer_state)(self._js)
+
+    async def aclose(self) -> None:
+        """Close the connection (every message in hand has been settled by then)."""
+        self.events.closing = True
+        for feed in list(self._feeds):
+            await feed.close()
+        await crossing(_close)(self._nc)
+
+
+async def _connect(url: str, creds: str | None, name: str, events: ConnectionEvents) -> Any:
+    async def disconnected() -> None:
+        events.disconnects += 1
+        if not events.closing:
+            log.warning("NATS connection lost; reconnecting")
+
+    async def reconnected() -> None:
+        events.reconnects += 1
+        log.info("NATS reconnected")
+
+    async def error(exc: Exception) -> None:
+        log.warning("NATS: %s", exc or type(exc).__name__)
+
+    options: dict[str, Any] = {
+        "servers": [url],
+        "name": name,
+        "connect_timeout": 2,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+    }
+    if creds:
+        options["user_credentials"] = creds
+    try:
+        return await nats.connect(**options)
+    except Exception as exc:
+        raise ConnectionError(f"cannot connect to NATS at {redact(url)}: {exc}") from None
+
+
+def _differences(wanted: Any, actual: Any, fields: Sequence[str]) -> list[str]:
+    diffs = []
+    for field in fields:
+        want, have = getattr(wanted, field), getattr(actual, field)
+        if want is not None and want != have:
+            diffs.append(f"{field}: wanted {want!r}, found {have!r}")
+    return diffs
+
+
+async def _ensure_topology(js: Any) -> list[str]:
+    try:
+        info = await js.stream_info(names.STREAM)
+        diffs = _differences(
+            STREAM_CONFIG, info.config, ("subjects", "retention", "storage", "max_age")
+        )
+        diffs = [f"stream {names.STREAM} {d}" for d in diffs]
+    except NotFoundError:
+        await js.add_stream(STREAM_CONFIG)
+        diffs = []
+    try:
+        consumer = await js.consumer_info(names.STREAM, names.DURABLE)
+        found = _differences(
+            CONSUMER_CONFIG, consumer.config, ("ack_policy", "max_deliver", "ack_wait")
+        )
+        diffs += [f"consumer {names.DURABLE} {d}" for d in found]
+    except NotFoundError:
+        await js.add_consumer(names.STREAM, CONSUMER_CONFIG)
+    return diffs
+
+
+async def _publish_batch(js: Any, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
+    futures = []
+    for key, headers in items:
+        futures.append(await js.publish_async(names.SUBJECT, key.encode(), headers=headers))
+    if not futures:
+        return []
+    done, pending = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
+    for future in pending:
+        future.cancel()
+    return [f in done and not f.cancelled() and f.exception() is None for f in futures]
+
+
+class Feed:
+    """A stream of deliveries from the durable consumer, for one trio task."""
+
+    def __init__(self, pull: PullFeed) -> None:
+        self._pull = pull
+        self.closed = False
+
+    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
+        """Messages as soon as any arrive, up to ``batch``; [] when none came in ``wait_s``."""
+        messages: list[JetStreamMessage] = await crossing(self._pull.fetch)(batch, wait_s)
+        return messages
+
+    async def close(self) -> None:
+        """Give back what is still in the inbox and stop receiving."""
+        if not self.closed:
+            self.closed = True
+            await crossing(self._pull.close)()
+
+
+class PullFeed:
+    """Pull requests to the durable consumer, and the inbox their messages arrive in.
+
+    nats-py's ``fetch`` waits for a whole batch (or its timeout) once the first message
+    arrives, which adds up to the timeout to every key's latency. Here one pull request for
+    ``batch`` messages stays open on the server, and each fetch returns as soon as anything
+    is in the inbox; a new request goes out when the last one is used up or has expired.
+    """
+
+    REQUEST_EXPIRES_S = 2.0
+
+    def __init__(self, nc: Any, subscription: Any) -> None:
+        self._nc = nc
+        self._subscription = subscription
+        self._inbox = subscription.subject
+        self._requested = 0
+        self._request_ends = 0.0
+
+    @classmethod
+    async def open(cls, nc: Any, js: Any) -> PullFeed:
+        """Bind to the durable consumer (which must exist) and subscribe to a fresh inbox."""
+        await js.consumer_info(names.STREAM, names.DURABLE)
+        subscription = await nc.subscribe(
+            nc.new_inbox(), pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024
+        )
+        return cls(nc, subscription)
+
+    async def _request(self, batch: int) -> None:
+        loop = asyncio.get_running_loop()
+        expires_ns = int(self.REQUEST_EXPIRES_S * 1e9)
+        await self._nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{names.STREAM}.{names.DURABLE}",
+            json.dumps({"batch": batch, "expires": expires_ns}).encode(),
+            reply=self._inbox,
+        )
+        self._requested = batch
+        # Ask again a little before the server lets the request expire.
+        self._request_ends = loop.time() + self.REQUEST_EXPIRES_S * 0.9
+
+    def _take(self, message: Any, out: list[JetStreamMessage]) -> None:
+        headers = message.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            self._requested -= 1
+            out.append(_delivery(message))
+            return
+        description = headers.get("Description", "")
+        if status == "100":
+            return  # heartbeat
+        if status in ("404", "408") or (status == "409" and "Deleted" not in description):
+            self._requested = 0  # that request is over: nothing left, expired, or superseded
+            return
+        raise ConnectionError(f"JetStream pull failed: {status} {description}".strip())
+
+    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
+        """Whatever is in the inbox (waiting up to ``wait_s`` for the first), at most ``batch``."""
+        loop = asyncio.get_running_loop()
+        queue = self._subscription._pending_queue
+        out: list[JetStreamMessage] = []
+        give_up = loop.time() + wait_s
+        while not out:
+            if self._requested <= 0 or loop.time() >= self._request_ends:
+                await self._request(batch)
+            while not queue.empty() and len(out) < batch:
+                self._take(await self._subscription.next_msg(timeout=None), out)
+            if out:
+                break
+            remaining = min(give_up, self._request_ends) - loop.time()
+            if give_up - loop.time() <= 0:
+                break
+            try:
+                message = await self._subscription.next_msg(timeout=max(0.001, remaining))
+            except NatsTimeoutError:
+                continue
+            self._take(message, out)
+        return out
+
+    async def close(self) -> None:
+        """Give back undelivered messages in the inbox at once, then unsubscribe."""
+        try:
+            await self._subscription.unsubscribe()
+            queue = self._subscription._pending_queue
+            while not queue.empty():
+                message = queue.get_nowait()
+                if not (message.headers or {}).get("Status"):
+                    await message.nak()
+        except Exception as exc:  # the connection may be gone; JetStream redelivers anyway
+            log.debug("closing the pull feed: %s", exc)
+
+
+def _delivery(msg: Any) -> JetStreamMessage:
+    headers = msg.headers or {}
+    return JetStreamMessage(
+        key=msg.data.decode("utf-8", "replace"),
+        test_id=headers.get(names.TEST_HEADER, ""),
+        deadline=headers.get(names.DEADLINE_HEADER, ""),
+        delivered=msg.metadata.num_delivered,
+        handle=msg,
+    )
+
+
+async def _settle(handles: Sequence[Any], how: str, delay: float | None) -> None:
+    for msg in handles:
+        if how == "ack":
+            await msg.ack()
+        elif how == "nak":
+            await msg.nak(delay=delay)
+        else:
+            await msg.term()
+
+
+async def _consumer_state(js: Any) -> dict[str, int]:
+    info = await js.consumer_info(names.STREAM, names.DURABLE)
+    return {
+        "num_pending": int(info.num_pending or 0),
+        "num_ack_pending": int(info.num_ack_pending or 0),
+        "num_redelivered": int(info.num_redelivered or 0),
+    }
+
+
+async def _close(nc: Any) -> None:
+    # Not drain(): it cancels its own subscription tasks, and that cancellation escapes into
+    # the trio side. Every message in hand is settled before this point anyway.
+    await nc.close()

@@ -1,0 +1,89 @@
+"""redis-py's asyncio client behind trio-callable methods, one crossing per call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from shared.bridge.loop import crossing
+
+Command = Sequence[str | int | float | bytes]
+
+
+class RedisGateway:
+    """Commands, pipelines and Lua scripts on one Redis, for trio code.
+
+    Replies are decoded to ``str``. Each method crosses into asyncio once, so batch work into
+    one pipeline or one script call.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @classmethod
+    async def connect(cls, url: str) -> RedisGateway:
+        """A gateway for ``url``; connections are opened lazily and re-opened after failures."""
+        client = await crossing(_make_client)(url)
+        return cls(client)
+
+    async def call(self, *command: str | int | float | bytes) -> Any:
+        """Run one command and return its reply."""
+        return await crossing(self._client.execute_command)(*command)
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Run ``commands`` in one round trip (no transaction); return their replies in order."""
+        return await crossing(_run_pipeline)(self._client, commands)
+
+    async def script(self, source: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Run the Lua ``source`` (cached by SHA on the server) with ``keys`` and ``args``."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._client.register_script(source)
+        return await crossing(_run_script)(script, keys, args)
+
+    async def unlink_matching(self, pattern: str, batch: int = 1000) -> int:
+        """Delete every key matching ``pattern`` with SCAN + UNLINK (never KEYS); return count."""
+        return await crossing(_unlink_matching)(self._client, pattern, batch)
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        await crossing(self._client.aclose)()
+
+
+async def _make_client(url: str) -> aioredis.Redis:
+    return aioredis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+
+
+async def _run_pipeline(client: aioredis.Redis, commands: Sequence[Command]) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute()
+
+
+async def _run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    return await script(keys=list(keys), args=list(args))
+
+
+async def _unlink_matching(client: aioredis.Redis, pattern: str, batch: int) -> int:
+    removed = 0
+    chunk: list[str] = []
+    async for key in client.scan_iter(match=pattern, count=batch):
+        chunk.append(key)
+        if len(chunk) >= batch:
+            removed += await client.unlink(*chunk)
+            chunk.clear()
+    if chunk:
+        removed += await client.unlink(*chunk)
+    return removed
