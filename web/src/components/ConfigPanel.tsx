@@ -45,10 +45,17 @@ export function ConfigPanel(props: ConfigPanelProps) {
           const conversion = readable(rule.field, values[rule.field])
           return (
             <div key={rule.field}>
-              <label htmlFor={id} className="mb-1 block text-sm font-medium text-slate-700">
-                {rule.label}
-                {rule.unit === 'ms' && <span className="sr-only"> in milliseconds</span>}
-              </label>
+              <div className="mb-1 flex items-baseline justify-between gap-2">
+                <label htmlFor={id} className="text-sm font-medium text-slate-700">
+                  {rule.label}
+                  {rule.unit === 'ms' && <span className="sr-only"> in milliseconds</span>}
+                </label>
+                {conversion && (
+                  <span className="text-xs text-slate-500 tabular-nums" data-testid={`readable-${rule.field}`}>
+                    {conversion}
+                  </span>
+                )}
+              </div>
               <div
                 className={`flex rounded-lg border bg-white focus-within:ring-2 ${
                   error
@@ -88,7 +95,6 @@ export function ConfigPanel(props: ConfigPanelProps) {
                 ) : (
                   <p id={`${id}-help`} className="text-slate-500">
                     {rule.min.toLocaleString('en-US')}–{rule.max.toLocaleString('en-US')} · {rule.help}
-                    {conversion && <span className="text-slate-600"> · {conversion}</span>}
                   </p>
                 )}
               </div>
@@ -96,7 +102,7 @@ export function ConfigPanel(props: ConfigPanelProps) {
           )
         })}
       </fieldset>
-      <p className="min-h-4 text-xs leading-4 text-slate-500" data-testid="estimate">
+      <p className="mt-1 min-h-4 text-xs leading-4 text-slate-600" data-testid="estimate">
         {valid.ok &&
           `${valid.config.num_keys.toLocaleString('en-US')} keys, ${generationEstimate(
             valid.config.num_keys,

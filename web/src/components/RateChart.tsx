@@ -1,11 +1,10 @@
 import { useEffect, useRef, useState } from 'react'
-import { niceCeiling, polylinePoints, thin, ticks, timeTicks } from '../lib/chart'
+import { polylinePoints, thin, timeTicks, valueTicks } from '../lib/chart'
 import { formatAxisTime, formatCompact, formatCount, formatElapsed } from '../lib/format'
 import type { RateSample } from '../lib/types'
 
 const HEIGHT = 220
 const PAD = { top: 10, right: 12, bottom: 28, left: 52 }
-const Y_TICKS = 4
 
 const GENERATION = { stroke: '#0284c7', label: 'Generation', swatch: 'bg-sky-600' }
 const CONSUMPTION = { stroke: '#ea580c', label: 'Consumption', swatch: 'bg-orange-600' }
@@ -33,11 +32,12 @@ export function RateChart({ samples }: { samples: RateSample[] }) {
   const peakGeneration = Math.max(0, ...samples.map((s) => s.generation_rate))
   const peakConsumption = Math.max(0, ...samples.map((s) => s.consumption_rate))
   const xTicks = timeTicks(samples.at(-1)?.t ?? 0, width < 480 ? 3 : 6)
+  const yTicks = valueTicks(Math.max(peakGeneration, peakConsumption))
   const frame = {
     width: plotWidth,
     height: plotHeight,
     maxT: xTicks.at(-1) ?? 1,
-    maxRate: niceCeiling(Math.max(peakGeneration, peakConsumption)),
+    maxRate: yTicks.at(-1) ?? 1,
   }
   const description =
     samples.length === 0
@@ -65,7 +65,7 @@ export function RateChart({ samples }: { samples: RateSample[] }) {
         className="block max-w-full"
       >
         <g transform={`translate(${PAD.left},${PAD.top})`}>
-          {ticks(frame.maxRate, Y_TICKS).map((value) => {
+          {yTicks.map((value) => {
             const y = plotHeight - (value / frame.maxRate) * plotHeight
             return (
               <g key={`y${value}`}>

@@ -1,18 +1,14 @@
 import { describe, expect, it } from 'vitest'
-import { niceCeiling, polylinePoints, thin, ticks, timeTicks } from './chart'
+import { polylinePoints, thin, timeTicks, valueTicks } from './chart'
 
 describe('chart scales', () => {
-  it('rounds axis maxima up to readable numbers', () => {
-    expect(niceCeiling(0)).toBe(1)
-    expect(niceCeiling(7)).toBe(10)
-    expect(niceCeiling(980)).toBe(1000)
-    expect(niceCeiling(1200)).toBe(2000)
-    expect(niceCeiling(2100)).toBe(2500)
-    expect(niceCeiling(4000)).toBe(5000)
-  })
-
-  it('spaces ticks evenly', () => {
-    expect(ticks(1000, 4)).toEqual([0, 250, 500, 750, 1000])
+  it('puts rate ticks on round numbers', () => {
+    expect(valueTicks(0)).toEqual([0, 1])
+    expect(valueTicks(210)).toEqual([0, 100, 200, 300])
+    expect(valueTicks(980)).toEqual([0, 500, 1000])
+    expect(valueTicks(1000)).toEqual([0, 500, 1000])
+    expect(valueTicks(1200)).toEqual([0, 500, 1000, 1500])
+    expect(valueTicks(4000)).toEqual([0, 1000, 2000, 3000, 4000])
   })
 
   it('thins long series but keeps the last point', () => {

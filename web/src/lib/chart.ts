@@ -1,18 +1,18 @@
 import type { RateSample } from './types'
 
-/** The smallest 1/2/2.5/5 × 10^n at or above `value`, so axis labels are round numbers. */
-export function niceCeiling(value: number): number {
-  if (!Number.isFinite(value) || value <= 0) return 1
-  const magnitude = 10 ** Math.floor(Math.log10(value))
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (value <= step * magnitude) return step * magnitude
+/** Value axis ticks from 0: at most `maxTicks` + 1, on 1/2/5 × 10^n steps, covering `peak`. */
+export function valueTicks(peak: number, maxTicks = 4): number[] {
+  // Rates are keys per second: a step below 1 would only label fractions of a key.
+  const span = Number.isFinite(peak) && peak > 1 ? peak : 1
+  let step = Math.max(1, 10 ** Math.floor(Math.log10(span / maxTicks)))
+  for (const factor of [1, 2, 5, 10]) {
+    if (span / (step * factor) <= maxTicks) {
+      step *= factor
+      break
+    }
   }
-  return 10 * magnitude
-}
-
-/** `count` + 1 evenly spaced ticks from 0 to `max` inclusive. */
-export function ticks(max: number, count: number): number[] {
-  return Array.from({ length: count + 1 }, (_, index) => (max * index) / count)
+  const count = Math.max(1, Math.ceil(span / step - 1e-9))
+  return Array.from({ length: count + 1 }, (_, index) => index * step)
 }
 
 // Steps a person reads as round durations: seconds, then whole minutes, then hours.

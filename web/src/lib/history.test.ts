@@ -40,6 +40,12 @@ describe('rate series', () => {
     ])
   })
 
+  it('keeps the final status even when it comes soon after the previous one', () => {
+    let series = appendStatus(EMPTY_SERIES, status({ elapsed_s: 2.1, consumption_rate: 0 }))
+    series = appendStatus(series, status({ elapsed_s: 2.5, consumption_rate: 299, state: 'finished' }))
+    expect(series.samples.map((s) => s.consumption_rate)).toEqual([0, 299])
+  })
+
   it('ignores repeats of a finished test and idle states', () => {
     let series = appendStatus(EMPTY_SERIES, status({ elapsed_s: 3, state: 'finished', is_running: false }))
     series = appendStatus(series, status({ elapsed_s: 3, state: 'finished', is_running: false }))
@@ -54,9 +60,10 @@ describe('rate series', () => {
   })
 
   it('seeds from history and keeps newer live points', () => {
-    const live = appendStatus(EMPTY_SERIES, status({ elapsed_s: 3.2 }))
+    let live = appendStatus(EMPTY_SERIES, status({ elapsed_s: 1.5 }))
+    live = appendStatus(live, status({ elapsed_s: 2.4 }))
     const seeded = seedFromHistory(live, 't-1', [sample(2), sample(1)])
-    expect(seeded.samples.map((s) => s.t)).toEqual([1, 2, 3.2])
+    expect(seeded.samples.map((s) => s.t)).toEqual([1, 2, 2.4])
   })
 
   it('drops live points of another test when seeding', () => {

@@ -8,10 +8,6 @@ export interface RateSeries {
 
 export const EMPTY_SERIES: RateSeries = { testId: null, samples: [] }
 
-// Status events arrive about once a second, like history samples; points closer than this
-// to the previous one add nothing to the chart and would only make it denser.
-const MIN_STEP_S = 0.5
-
 function toSample(sample: RateSample): RateSample {
   return {
     t: sample.t,
@@ -31,7 +27,7 @@ export function seedFromHistory(
     .map(toSample)
     .sort((a, b) => a.t - b.t)
   const lastSeeded = seeded.at(-1)?.t ?? -Infinity
-  const live = series.testId === testId ? series.samples.filter((s) => s.t > lastSeeded + MIN_STEP_S) : []
+  const live = series.testId === testId ? series.samples.filter((s) => s.t > lastSeeded) : []
   return { testId, samples: [...seeded, ...live] }
 }
 
@@ -40,7 +36,8 @@ export function appendStatus(series: RateSeries, status: Status): RateSeries {
   if (!status.test_id || status.state === 'idle') return series
   const base = series.testId === status.test_id ? series : { testId: status.test_id, samples: [] }
   const last = base.samples.at(-1)
-  if (last && status.elapsed_s < last.t + MIN_STEP_S) return base
+  // A finished test repeats its last status every second: same elapsed time, no new point.
+  if (last && status.elapsed_s <= last.t) return base
   return {
     testId: base.testId,
     samples: [

@@ -48,7 +48,7 @@ export const FIELD_RULES: readonly FieldRule[] = [
     min: 1,
     max: 86_400_000,
     defaultValue: 5000,
-    help: 'how long a consumed key is remembered',
+    help: 'memory of consumed keys',
   },
 ]
 
