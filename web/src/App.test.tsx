@@ -67,6 +67,7 @@ describe('start and stop', () => {
     expect(screen.getByTestId('stop')).toBeEnabled()
     expect(screen.getByTestId('input-num_keys')).toBeDisabled()
     expect(screen.getByRole('progressbar')).toHaveAttribute('aria-valuenow', '40')
+    expect(document.title).toBe('40.0 % · Expiry pipeline — test console')
   })
 
   it('picks up a test already running when the page opens', async () => {

@@ -9,6 +9,7 @@ import { RateChart } from './components/RateChart'
 import { TokenForm } from './components/TokenForm'
 import { useDashboard } from './hooks/useDashboard'
 import { startTest, stopTest } from './lib/api'
+import { formatPercent } from './lib/format'
 import { clearToken, loadToken, saveToken } from './lib/token'
 import {
   CONFIG_FIELDS,
@@ -22,6 +23,8 @@ import {
 } from './lib/validation'
 
 type Action = 'start' | 'stop'
+
+const PAGE_TITLE = 'Expiry pipeline — test console'
 
 function withError(errors: FieldErrors, field: ConfigField, message: string | null): FieldErrors {
   const next = { ...errors }
@@ -49,6 +52,11 @@ export function App() {
   }, [firstStatus])
 
   const running = status?.is_running ?? false
+
+  // The tab's title carries the progress, so a test can be followed from another tab.
+  useEffect(() => {
+    document.title = running && status ? `${formatPercent(status.progress)} · ${PAGE_TITLE}` : PAGE_TITLE
+  }, [running, status])
   const canStart = load !== 'loading' && !running && pending === null
   const canStop =
     running && pending === null && (stopRequestedFor === null || stopRequestedFor !== status?.test_id)
