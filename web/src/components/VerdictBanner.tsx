@@ -1,6 +1,13 @@
 import { summarizeVerdict } from '../lib/format'
 import type { Status } from '../lib/types'
 
+function pendingText(status: Status | null): string {
+  if (status?.state === 'interrupted')
+    return 'The generator restarted during this test; the verdict follows once its keys have drained.'
+  if (status?.is_running) return 'The verdict appears when every key is accounted for.'
+  return 'No verdict yet: start a test.'
+}
+
 /**
  * The live region is always in the page so screen readers announce the verdict when it
  * appears at the end of a test, not only when the page is loaded with one.
@@ -34,9 +41,7 @@ export function VerdictBanner({ status }: { status: Status | null }) {
           </p>
         </>
       ) : (
-        <p className="text-sm">
-          {status?.is_running ? 'The verdict appears when every key is accounted for.' : 'No verdict yet: start a test.'}
-        </p>
+        <p className="text-sm">{pendingText(status)}</p>
       )}
     </div>
   )
