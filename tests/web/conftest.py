@@ -8,6 +8,7 @@ or a request to any host other than the generator.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -43,7 +44,13 @@ def web_build() -> Path:
 @pytest.fixture(scope="module")
 def browser(web_build: Path) -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
+        # On a developer's machine a missing browser skips; in CI it must not pass unnoticed.
+        message = (
+            "no Chromium at /usr/bin/chromium: run `make system-deps` (apt-get install chromium)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     # Imported here so that collecting the rest of the suite never needs Playwright.
     from playwright.sync_api import sync_playwright
 
