@@ -18,8 +18,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from shared import names  # noqa: E402
-from shared.local_system import running_system  # noqa: E402
+from shared import names
+from shared.local_system import running_system
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -38,9 +38,10 @@ def main() -> int:
     parser.add_argument("--delay", type=int, default=0)
     parser.add_argument("--ttl", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_system(
-        Path(tmp), consumers=args.consumers, env={"LOG_LEVEL": "WARNING"}
-    ) as system:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        running_system(Path(tmp), consumers=args.consumers, env={"LOG_LEVEL": "WARNING"}) as system,
+    ):
         procs = {
             p.name: psutil.Process(p.popen.pid)
             for p in [*system.consumer_processes, system.generator]

@@ -141,8 +141,9 @@ async def run_consumer(
                     )
 
             work.start_soon(sweeper)
-            log.info("consumer %s ready", config.consumer_id)
             task_status.started(readiness)
+            readiness.started = True
+            log.info("consumer %s ready", config.consumer_id)
             await stop.wait()
             readiness.stopping = True
             log.info("consumer %s stopping: draining work in hand", config.consumer_id)

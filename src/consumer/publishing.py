@@ -66,6 +66,10 @@ async def publish_claimed(
     """
     remaining = list(claimed)
     for attempt in range(PUBLISH_ATTEMPTS):
+        if attempt:
+            await trio.sleep(0.2 * attempt)
+        if not jetstream.is_connected:
+            continue  # publishing now would only wait for the reconnect
         items = [(key, message_headers(test_id, key, deadline)) for key, deadline in remaining]
         try:
             results = await jetstream.publish_batch(items)
@@ -77,8 +81,7 @@ async def publish_claimed(
         if not remaining:
             return len(claimed)
         telemetry.PUBLISHED.labels("failed").inc(len(remaining))
-        await trio.sleep(0.2 * (attempt + 1))
-        try:
+        try:  # the stream may have vanished (a NATS restart with memory storage)
             await jetstream.ensure_topology()
         except Exception as exc:
             log.warning("cannot check the JetStream stream: %s", exc)

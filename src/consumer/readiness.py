@@ -9,14 +9,15 @@ from dataclasses import dataclass
 class Readiness:
     """Set by the tasks as they connect and lose their connections."""
 
+    started: bool = False
     subscribed: bool = False
     bound: bool = False
     stopping: bool = False
 
     @property
     def ready(self) -> bool:
-        """Ready when subscribed to expirations and bound to the JetStream consumer."""
-        return self.subscribed and self.bound and not self.stopping
+        """Ready when every task runs, subscribed to expirations and bound to JetStream."""
+        return self.started and self.subscribed and self.bound and not self.stopping
 
     def as_dict(self) -> dict[str, bool]:
         """The probe's JSON body."""

@@ -199,6 +199,8 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.get("/<path:path>")
     async def static_file(path: str) -> Any:
+        if path in ("api/start", "api/stop"):
+            return error(f"/{path} takes POST", 405)
         if path.startswith("api/"):
             return error(f"no such API endpoint: /{path}", 404)
         response = await send_from_directory(dist, path)

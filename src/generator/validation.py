@@ -26,6 +26,8 @@ class RequestError(ValueError):
 class TestConfig:
     """Parameters of one load test (times in milliseconds)."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     num_keys: int = 1000
     key_delay: int = 1
     key_ttl: int = 100

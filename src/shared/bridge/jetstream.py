@@ -17,6 +17,7 @@ from nats.js.errors import NotFoundError
 from shared import names
 from shared.bridge.loop import crossing
 from shared.config import redact
+from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,11 @@ async def _connect(url: str, creds: str | None, name: str, events: ConnectionEve
         events.reconnects += 1
         log.info("NATS reconnected")
 
+    throttle = Throttle(10)
+
     async def error(exc: Exception) -> None:
-        log.warning("NATS: %s", exc or type(exc).__name__)
+        if throttle.allow(type(exc).__name__):
+            log.warning("NATS at %s: %s; retrying", redact(url), exc or type(exc).__name__)
 
     options: dict[str, Any] = {
         "servers": [url],
@@ -344,4 +348,7 @@ async def _consumer_state(js: Any) -> dict[str, int]:
 async def _close(nc: Any) -> None:
     # Not drain(): it cancels its own subscription tasks, and that cancellation escapes into
     # the trio side. Every message in hand is settled before this point anyway.
-    await nc.close()
+    try:
+        await nc.close()
+    except Exception as exc:  # a connection that is already broken has nothing left to close
+        log.debug("closing the NATS connection: %s", exc)

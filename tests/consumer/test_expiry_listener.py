@@ -1,0 +1,104 @@
+"""The expiry listener against a real Redis: what it passes on, and resubscribing."""
+
+import trio
+
+from consumer.expiry_listener import run_expiry_listener, select_gen_keys
+from consumer.readiness import Readiness
+from shared.local_system import RedisServer
+from shared.pubsub import RedisAddress
+from tests.helpers import bridged_redis, eventually
+
+
+def test_select_gen_keys_ignores_everything_else() -> None:
+    payloads = [b"gen-key:1", b"dedup:gen-key:1", b"gen-key:x", b"\xff\xfe", b"gen-key:22"]
+    assert select_gen_keys(payloads) == ["gen-key:1", "gen-key:22"]
+
+
+async def collect(receive: trio.MemoryReceiveChannel[list[str]], into: list[str]) -> None:
+    async for batch in receive:
+        assert batch, "the listener never sends an empty batch"
+        into.extend(batch)
+
+
+async def test_passes_on_every_expired_gen_key_and_nothing_else(
+    redis_server: RedisServer,
+) -> None:
+    heard: list[str] = []
+    readiness = Readiness()
+    address = RedisAddress.from_url(redis_server.url)
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        send, receive = trio.open_memory_channel[list[str]](100)
+        nursery.start_soon(collect, receive, heard)
+        await nursery.start(run_expiry_listener, address, "__keyevent@0__:expired", send, readiness)
+        assert readiness.subscribed
+        commands = []
+        for i in range(500):
+            commands += [
+                ("SET", f"gen-key:{i}", "x", "PX", 20),
+                ("SET", f"dedup:gen-key:{i}", "x", "PX", 20),
+                ("SET", f"other:{i}", "x", "PX", 20),
+            ]
+        commands.append(("SET", "gen-key:" + "7" * 5000, "x", "PX", 20))
+        commands.append(("SET", b"gen-key:\xff", "x", "PX", 20))
+        await redis.pipeline(commands)
+
+        async def all_heard() -> bool:
+            await redis.call("SCAN", 0, "COUNT", 10_000)  # touching keys expires them sooner
+            return len(heard) >= 500
+
+        await eventually(all_heard)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert sorted(heard) == sorted(f"gen-key:{i}" for i in range(500))
+
+
+async def test_resubscribes_after_redis_drops_the_connection(redis_server: RedisServer) -> None:
+    heard: list[str] = []
+    readiness = Readiness()
+    address = RedisAddress.from_url(redis_server.url)
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        send, receive = trio.open_memory_channel[list[str]](100)
+        nursery.start_soon(collect, receive, heard)
+        await nursery.start(run_expiry_listener, address, "__keyevent@0__:expired", send, readiness)
+        assert await redis.call("CLIENT", "KILL", "TYPE", "pubsub") == 1
+
+        async def subscribed_again() -> bool:
+            return (
+                readiness.subscribed
+                and (await redis.call("PUBSUB", "NUMSUB", "__keyevent@0__:expired"))[1] == 1
+            )
+
+        await eventually(subscribed_again)
+        await redis.call("SET", "gen-key:1", "x", "PX", 10)
+
+        async def heard_it() -> bool:
+            await redis.call("EXISTS", "gen-key:1")
+            return heard == ["gen-key:1"]
+
+        await eventually(heard_it)
+        nursery.cancel_scope.cancel()
+
+
+async def test_waits_for_redis_that_is_not_up_yet(tmp_path: object) -> None:
+    from pathlib import Path
+
+    server = RedisServer(Path(str(tmp_path)))
+    readiness = Readiness()
+    address = RedisAddress.from_url(server.url)
+    async with trio.open_nursery() as nursery:
+        send, _receive = trio.open_memory_channel[list[str]](10)
+        nursery.start_soon(
+            lambda: run_expiry_listener(address, "__keyevent@0__:expired", send, readiness)
+        )
+        await trio.sleep(0.3)
+        assert not readiness.subscribed
+        server.start()
+        try:
+
+            async def subscribed() -> bool:
+                return readiness.subscribed
+
+            await eventually(subscribed)
+        finally:
+            nursery.cancel_scope.cancel()
+            server.stop()

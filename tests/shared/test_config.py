@@ -1,0 +1,53 @@
+import pytest
+
+from shared.config import ConfigError, load_consumer, load_generator, redact
+
+
+def test_defaults() -> None:
+    generator = load_generator({})
+    assert generator.common.redis_url == "redis://localhost:6379/0"
+    assert generator.common.nats_url == "nats://localhost:4222"
+    assert generator.port == 8080
+    assert generator.api_token is None
+    consumer = load_consumer({"CONSUMER_ID": "c-1"})
+    assert consumer.consumer_id == "c-1"
+    assert consumer.health_port == 8081
+
+
+def test_consumer_id_defaults_to_the_host_name() -> None:
+    import socket
+
+    assert load_consumer({}).consumer_id == socket.gethostname()
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://host:99999"}, "REDIS_URL"),
+        ({"NATS_URL": "localhost:4222"}, "NATS_URL"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"NATS_CREDS": "/nonexistent/creds"}, "NATS_CREDS"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_generator(env)
+
+
+@pytest.mark.parametrize("value", ["has space", "a/b", "x" * 129])
+def test_bad_consumer_id(value: str) -> None:
+    with pytest.raises(ConfigError, match="CONSUMER_ID"):
+        load_consumer({"CONSUMER_ID": value})
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact("rediss://user:s3cret@host:6380/0") == "rediss://user:***@host:6380/0"
+    assert redact("redis://host:6379") == "redis://host:6379"
+    with pytest.raises(ConfigError) as error:
+        load_generator({"REDIS_URL": "redis://user:s3cret@host:notaport"})
+    assert "s3cret" not in str(error.value)

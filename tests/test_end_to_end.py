@@ -1,0 +1,67 @@
+"""The whole system: generator and 6 consumer processes, real Redis and NATS."""
+
+import pytest
+import redis
+
+from shared import names
+from shared.local_system import LocalSystem
+
+
+def check_every_key(system: LocalSystem, expected: int) -> dict[str, str]:
+    """Every key 0..expected-1 consumed exactly once, and nothing else; return the records."""
+    client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
+    records = client.hgetall(names.TEST_CONSUMED)
+    assert set(records) == {names.gen_key(i) for i in range(expected)}
+    assert int(client.get(names.METRICS_CONSUMED) or 0) == expected
+    assert int(client.get(names.METRICS_GENERATED) or 0) == expected
+    assert client.zcard(names.TEST_PENDING) == 0
+    assert client.zcard(names.TEST_INFLIGHT) == 0
+    return records
+
+
+@pytest.mark.e2e
+def test_two_thousand_keys_at_the_defaults_are_each_consumed_once(
+    fresh_system: LocalSystem,
+) -> None:
+    started = fresh_system.start_test(num_keys=2000)
+    assert started["config"] == {
+        "num_keys": 2000,
+        "key_delay": 1,
+        "key_ttl": 100,
+        "dedup_window": 5000,
+    }
+    status = fresh_system.wait_test_end(timeout=120)
+    assert status["state"] == "finished", fresh_system.logs()
+    assert status["generated"] == status["consumed"] == 2000
+    assert status["verdict"] == {
+        "exactly_once": True,
+        "expected": 2000,
+        "consumed": 2000,
+        "missing": 0,
+        "duplicates": 0,
+        "dead_letters": 0,
+    }
+    records = check_every_key(fresh_system, 2000)
+    # The per-consumer counts agree with the per-key records, and the work was spread.
+    by_consumer: dict[str, int] = {}
+    for value in records.values():
+        consumer = value.split()[0]
+        by_consumer[consumer] = by_consumer.get(consumer, 0) + 1
+    assert status["consumers"] == by_consumer
+    assert sum(status["consumers"].values()) == 2000
+    assert len([c for c in status["consumers"].values() if c > 0]) >= 3
+    assert status["latency_ms"]["count"] == 2000
+    # Every process stops cleanly on SIGTERM.
+    assert set(fresh_system.stop().values()) == {0}, fresh_system.logs()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fresh_system", [3], indirect=True)
+def test_a_test_right_after_another_is_not_deduplicated_against_it(
+    fresh_system: LocalSystem,
+) -> None:
+    for _ in range(2):
+        fresh_system.start_test(num_keys=300, key_delay=0, dedup_window=60_000)
+        status = fresh_system.wait_test_end(timeout=60)
+        assert status["verdict"]["exactly_once"], status
+        check_every_key(fresh_system, 300)

@@ -1,0 +1,116 @@
+"""The entrypoints as processes: configuration errors, start-up checks, graceful stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.local_system import (
+    NatsServer,
+    Process,
+    RedisServer,
+    free_port,
+    http_json,
+    service_env,
+    wait_until,
+)
+
+
+@pytest.mark.parametrize(
+    ("module", "env", "variable"),
+    [
+        ("generator", {"PORT": "http"}, "PORT"),
+        ("generator", {"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ("consumer", {"NATS_URL": "http://x"}, "NATS_URL"),
+        ("consumer", {"CONSUMER_ID": "no spaces please"}, "CONSUMER_ID"),
+        ("consumer", {"HEALTH_PORT": "-1"}, "HEALTH_PORT"),
+    ],
+)
+def test_a_bad_setting_stops_the_process_with_one_line_naming_it(
+    module: str, env: dict[str, str], variable: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        env=service_env(env),
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], result.stderr
+
+
+def start_consumer(tmp_path: Path, redis: RedisServer, nats: NatsServer) -> tuple[Process, int]:
+    port = free_port()
+    process = Process(
+        "consumer",
+        [sys.executable, "-m", "consumer"],
+        tmp_path / "consumer.log",
+        env=service_env(
+            {
+                "REDIS_URL": redis.url,
+                "NATS_URL": nats.url,
+                "CONSUMER_ID": "solo",
+                "HEALTH_PORT": str(port),
+                "HEALTH_HOST": "127.0.0.1",
+            }
+        ),
+    )
+    process.start()
+    return process, port
+
+
+def test_consumer_drains_and_exits_0_on_sigterm(
+    tmp_path: Path, redis_server: RedisServer, nats_server: NatsServer
+) -> None:
+    process, port = start_consumer(tmp_path, redis_server, nats_server)
+    try:
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "consumer")
+        process.signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert process.popen is not None
+        assert process.popen.wait(15) == 0, process.log_text()
+        assert time.monotonic() - began < 8
+        log = process.log_text()
+        assert "stopping" in log and "stopped" in log
+        assert "Traceback" not in log
+    finally:
+        process.kill()
+
+
+def test_consumer_says_when_redis_announces_no_expirations(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    redis = RedisServer(tmp_path, keyspace_events="").start()
+    process, port = start_consumer(tmp_path, redis, nats_server)
+    try:
+        wait_until(lambda: "notify-keyspace-events" in process.log_text(), 30, "the warning")
+        assert "Ex" in process.log_text()
+    finally:
+        process.stop()
+        redis.stop()
+
+
+def test_consumer_waits_for_servers_that_are_not_up_yet(
+    tmp_path: Path,
+) -> None:
+    redis = RedisServer(tmp_path)
+    nats = NatsServer(tmp_path)
+    process, port = start_consumer(tmp_path, redis, nats)
+    try:
+        wait_until(lambda: "retrying" in process.log_text(), 30, "a retry message")
+        assert process.running
+        redis.start()
+        nats.start()
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "consumer")
+        assert process.stop() == 0
+    finally:
+        process.kill()
+        nats.stop()
+        redis.stop()
