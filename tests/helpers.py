@@ -69,8 +69,11 @@ async def add_pending(redis: RedisGateway, keys: list[str], deadline_ms: int | N
     return deadline
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    """Await ``check`` until true; fail after ``timeout`` seconds."""
-    with trio.fail_after(timeout):
-        while not await check():
+async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 15) -> None:
+    """Await ``check`` until true; fail after ``limit_s`` seconds.
+
+    Polling, because what is checked lives in Redis or NATS, not in an event of this process.
+    """
+    with trio.fail_after(limit_s):
+        while not await check():  # noqa: ASYNC110
             await trio.sleep(0.05)

@@ -88,7 +88,7 @@ def test_consumer_says_when_redis_announces_no_expirations(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     redis = RedisServer(tmp_path, keyspace_events="").start()
-    process, port = start_consumer(tmp_path, redis, nats_server)
+    process, _ = start_consumer(tmp_path, redis, nats_server)
     try:
         wait_until(lambda: "notify-keyspace-events" in process.log_text(), 30, "the warning")
         assert "Ex" in process.log_text()

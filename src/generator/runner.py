@@ -36,7 +36,8 @@ def write_commands(test_id: str, first: int, count: int, ttl_ms: int, now_ms: in
     """One pipeline writing keys ``first``..``first+count-1``.
 
     The pending entry (with the key's deadline) goes in before the key itself, so a key can
-    never expire without a record that it was due.
+    never expire without a record that it was due. The generated count is set, not added to,
+    so that the pipeline can be retried after a dropped connection.
     """
     deadline = now_ms + ttl_ms
     keys = [names.gen_key(seq) for seq in range(first, first + count)]
@@ -45,7 +46,7 @@ def write_commands(test_id: str, first: int, count: int, ttl_ms: int, now_ms: in
         pending += [deadline, key]
     commands: list[Command] = [("ZADD", names.TEST_PENDING, *pending)]
     commands += [("SET", key, test_id, "PX", ttl_ms) for key in keys]
-    commands.append(("INCRBY", names.METRICS_GENERATED, count))
+    commands.append(("SET", names.METRICS_GENERATED, first + count))
     return commands
 
 

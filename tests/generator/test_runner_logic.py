@@ -19,7 +19,7 @@ def test_write_commands_record_the_deadline_before_the_key() -> None:
         ("SET", "gen-key:11", "t-1", "PX", 100),
         ("SET", "gen-key:12", "t-1", "PX", 100),
     ]
-    assert commands[-1] == ("INCRBY", "metrics:generated", 3)
+    assert commands[-1] == ("SET", "metrics:generated", 13)
 
 
 def test_keys_due_paces_by_the_delay_and_catches_up() -> None:

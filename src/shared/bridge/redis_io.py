@@ -6,6 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.commands.core import AsyncScript
 
 from shared.bridge.loop import crossing
@@ -55,13 +59,16 @@ class RedisGateway:
 
 
 async def _make_client(url: str) -> aioredis.Redis:
+    # Every command and script of this system is safe to run twice (claims, counts and
+    # generator writes are idempotent), so a dropped connection is retried, not reported.
     return aioredis.from_url(
         url,
         decode_responses=True,
         socket_connect_timeout=5,
         socket_timeout=10,
         health_check_interval=15,
-        retry_on_timeout=True,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=4),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
 
