@@ -28,22 +28,25 @@ $(WEB_STAMP): $(shell find web -path web/node_modules -prune -o -path web/dist -
 up: setup
 	$(PY) scripts/run_local.py
 
-## Every check: lint, types, unit + integration + end-to-end tests, UI tests, deployment checks.
-test: setup lint test-py test-web test-deploy
+## Every check: lint, types, unit + integration + end-to-end + fault + browser tests, UI
+## component tests, deployment checks.
+test: setup lint test-web test-deploy test-py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/mypy
 
-test-py: $(STAMP)
+## pytest: every Python test, including the browser tests and the manifests' end-to-end run.
+test-py: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/pytest
 
 test-web: $(WEB_STAMP)
 	cd web && npm test
 
+## Render, validate and lint the deployment files (their pytest part runs in test-py).
 test-deploy: $(STAMP)
-	bash scripts/check_deploy.sh
+	bash scripts/check_deploy.sh --no-pytest
 
 ## 100,000 keys through 6 consumers; prints keys/s, spread, lost/duplicates, CPU, delay.
 bench: setup

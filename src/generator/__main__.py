@@ -32,7 +32,7 @@ async def run_generator(
     async with open_bridge(), trio.open_nursery() as background:
         redis = await RedisGateway.connect(config.common.redis_url)
         runner = TestRunner(redis, config.drain_timeout_s)
-        feed = StatusFeed(redis)
+        feed = StatusFeed(redis, auth_required=config.api_token is not None)
         await _wait_for_redis(redis, config)
         await runner.recover_interrupted(background)
         app = create_app(config, Services(redis, runner, feed, background))

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from generator.status import RUNNING_STATES, read_snapshot, status_document
+from generator.status import RUNNING_STATES, Snapshot, read_snapshot, status_document
 from shared.bridge import RedisGateway
 from shared.logs import Throttle
 
@@ -21,8 +21,9 @@ MAX_HISTORY = 3600
 class StatusFeed:
     """Samples the test's status every second; push clients wait on ``next_update``."""
 
-    def __init__(self, redis: RedisGateway) -> None:
+    def __init__(self, redis: RedisGateway, auth_required: bool = False) -> None:
         self._redis = redis
+        self._auth_required = auth_required
         self._previous: tuple[float, int, int, str | None] | None = None
         self._rates = (0.0, 0.0)
         self._history_test: str | None = None
@@ -33,7 +34,12 @@ class StatusFeed:
     async def current(self) -> dict[str, Any]:
         """A fresh status document (rates from the last sample)."""
         snapshot = await read_snapshot(self._redis)
-        return status_document(snapshot, self._rates, time.time())
+        return self._document(snapshot, time.time())
+
+    def _document(self, snapshot: Snapshot, now: float) -> dict[str, Any]:
+        document = status_document(snapshot, self._rates, now)
+        document["auth_required"] = self._auth_required
+        return document
 
     async def next_update(self) -> dict[str, Any]:
         """Wait for the next sample and return it."""
@@ -64,10 +70,18 @@ class StatusFeed:
                 max(0.0, (snapshot.generated - self._previous[1]) / elapsed),
                 max(0.0, (snapshot.consumed - self._previous[2]) / elapsed),
             )
+        elif snapshot.test.get("started_at"):
+            # First sample of a test: rates since its start, so short tests show them too.
+            elapsed = now - float(snapshot.test["started_at"])
+            self._rates = (
+                (snapshot.generated / elapsed, snapshot.consumed / elapsed)
+                if elapsed > 0
+                else (0.0, 0.0)
+            )
         else:
             self._rates = (0.0, 0.0)
         self._previous = (now, snapshot.generated, snapshot.consumed, test_id)
-        document = status_document(snapshot, self._rates, now)
+        document = self._document(snapshot, now)
         self._record_history(document)
         self.latest = document
         self._updated.set()
