@@ -7,6 +7,7 @@ or a request to any host other than the generator.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -54,12 +55,19 @@ def browser(web_build: Path) -> Iterator[Any]:
     # Imported here so that collecting the rest of the suite never needs Playwright.
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    # trio-asyncio (imported by the trio tests of the same run) installs an event loop policy
+    # whose loops cannot run Playwright's; give Playwright the standard one while it runs.
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        asyncio.set_event_loop_policy(policy)
 
 
 @dataclass
