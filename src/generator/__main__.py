@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import signal
-import sys
+from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -13,9 +12,11 @@ from hypercorn.trio import serve
 from generator.app import Services, create_app
 from generator.feed import StatusFeed
 from generator.runner import TestRunner
+from shared.backoff import Backoff
 from shared.bridge import RedisGateway, open_bridge
-from shared.config import ConfigError, GeneratorConfig, load_generator, redact
+from shared.config import GeneratorConfig, load_generator, redact
 from shared.logs import setup_logging
+from shared.service import load_or_exit, run_until_signalled
 
 log = logging.getLogger("generator")
 
@@ -67,43 +68,22 @@ async def run_generator(
 
 
 async def _wait_for_redis(redis: RedisGateway, config: GeneratorConfig) -> None:
-    delay = 0.2
+    backoff = Backoff(initial=0.2, cap=5.0)
     while True:
         try:
             await redis.call("PING")
             return
         except Exception as exc:
-            log.warning(
-                "Redis at %s does not answer (%s); retrying", redact(config.common.redis_url), exc
-            )
-            await trio.sleep(delay)
-            delay = min(5.0, delay * 2)
+            url = redact(config.common.redis_url)
+            log.warning("Redis at %s does not answer (%s); retrying", url, exc)
+            await backoff.wait()
 
 
 async def main() -> None:
     """Run the generator; SIGTERM/SIGINT stop it gracefully, a second one at once."""
-    try:
-        config = load_generator()
-    except ConfigError as exc:
-        print(f"generator: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    config = load_or_exit(load_generator, "generator")
     setup_logging(config.common.log_level, config.common.log_format, "generator")
-    stop = trio.Event()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                async for _ in signals:
-                    if stop.is_set():
-                        nursery.cancel_scope.cancel()
-                    stop.set()
-
-            async def generate() -> None:
-                await run_generator(config, stop)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_signals)
-            nursery.start_soon(generate)
+    await run_until_signalled(partial(run_generator, config))
 
 
 if __name__ == "__main__":
