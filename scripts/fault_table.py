@@ -5,9 +5,9 @@
     .venv/bin/python scripts/fault_table.py         # the latest run of each fault
     .venv/bin/python scripts/fault_table.py --all   # every run, oldest first
 
-Recovery time is measured from the moment the fault is injected until every key written
-before it has been consumed (for the generator's crash, from the crash on). The baseline row
-has no fault: its "recovery" is the normal delay of the newest keys.
+Recovery time runs from the end of the fault (the process killed, the server or the consumers
+back, the frozen consumer resumed) until every key written up to then has been consumed. The
+baseline row has no fault: its "recovery" is the normal delay of the newest keys.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "test-output" / "faults.jsonl"
 COLUMNS = ("fault", "keys", "lost", "duplicates", "recovered by sweeper", "recovery time")
 NOTE = (
-    "Recovery time: from the fault until every key written before it was consumed "
-    "(polled every 50 ms). Recovered by sweeper: keys claimed by a sweeper, not from an "
-    "expiry event."
+    "Recovery time: from the end of the fault (process killed, server or consumers back, "
+    "frozen consumer resumed) until every key written up to then was consumed, polled every "
+    "50 ms; the baseline row is the normal delay of the newest keys. Recovered by sweeper: "
+    "keys claimed by a sweeper rather than from an expiry event."
 )
 
 
@@ -49,6 +50,7 @@ def latest_per_fault(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         latest[row["fault"]] = row  # a dict keeps the position of a fault's first row
     return list(latest.values())
+
 
 def seconds(value: Any) -> str:
     return "never" if value is None else f"{float(value):.1f} s"

@@ -137,33 +137,46 @@ def wait_generated(system: LocalSystem, at_least: int, timeout: float = 30) -> i
 
 @dataclass
 class RecoveryWatch:
-    """Times how long the keys written before a fault take to be consumed after it.
+    """Times how long, once a fault is over, the keys written until then take to be consumed.
 
-    ``arm()`` notes the moment of the fault and the keys written so far (0..n-1); a thread then
-    polls ``test:consumed`` for those keys. Recovery time: from the fault until the last of them
-    has its consumption record. Without a fault this is the normal delay of the newest keys
-    (their TTL plus the pipeline), which is the baseline to read the others against.
+    ``start_clock()`` notes the moment the fault begins; ``watch_keys()``, called once it is
+    over (the process killed, the server or the consumers back, the frozen consumer resumed),
+    notes that moment and the keys written so far (0..n-1), and starts a thread polling
+    ``test:consumed`` for them. Recovery time: from the end of the fault until the last of those
+    keys has its consumption record. Without a fault this is the normal delay of the newest keys
+    (their TTL plus the pipeline): the baseline to read the others against.
     """
 
     system: LocalSystem
     fault_at: float | None = None
+    over_at: float | None = None
     keys_at_fault: int = 0
     recovered_at: float | None = None
     _missing: list[str] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def arm(self, keys_written: int | None = None) -> int:
-        """Start timing now; watch keys 0..``keys_written``-1 (default: all written so far)."""
-        client = redis_client(self.system)
-        if keys_written is None:
-            keys_written = int(client.get(names.METRICS_GENERATED) or 0)
+    def start_clock(self) -> None:
+        """The fault begins now."""
         self.fault_at = time.monotonic()
+
+    def watch_keys(self) -> int:
+        """The fault is over: watch every key written so far; return how many that is."""
+        assert self.fault_at is not None, "start_clock() first"
+        self.over_at = time.monotonic()
+        keys_written = int(redis_client(self.system).get(names.METRICS_GENERATED) or 0)
         self.keys_at_fault = keys_written
         self._missing = [names.gen_key(i) for i in range(keys_written)]
         self._thread = threading.Thread(target=self._poll, name="recovery-watch", daemon=True)
         self._thread.start()
         return keys_written
+
+    @property
+    def fault_seconds(self) -> float | None:
+        """How long the fault lasted (0 for an instant one)."""
+        if self.fault_at is None or self.over_at is None:
+            return None
+        return round(self.over_at - self.fault_at, 2)
 
     def _poll(self) -> None:
         client = redis_client(self.system)
@@ -185,9 +198,9 @@ class RecoveryWatch:
         if self._thread is not None:
             self._thread.join(timeout)
         self._stop.set()
-        if self.fault_at is None or self.recovered_at is None:
+        if self.over_at is None or self.recovered_at is None:
             return None
-        return round(self.recovered_at - self.fault_at, 2)
+        return round(self.recovered_at - self.over_at, 2)
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,7 @@ class FaultRow:
     redelivered: int
     dead_letters: int
     recovery_s: float | None
+    fault_s: float | None
     end_after_fault_s: float | None
     keys_at_fault: int
     consumers: int
@@ -227,6 +241,7 @@ def record_run(
         redelivered=int(status.get("redelivered") or 0),
         dead_letters=int(status.get("dead_letters") or 0),
         recovery_s=watch.seconds(),
+        fault_s=watch.fault_seconds,
         end_after_fault_s=None if watch.fault_at is None else round(ended - watch.fault_at, 2),
         keys_at_fault=watch.keys_at_fault,
         consumers=len(system.consumer_processes),

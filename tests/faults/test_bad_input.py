@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -356,3 +357,34 @@ def test_foreign_and_malformed_expiring_keys_are_ignored(local_system: LocalSyst
             return count - ignored_before[index] >= len(IGNORED_NAMES)
 
         wait_until(grew, 10, f"consumer {index} counting the foreign keys as ignored")
+
+
+def test_keys_deleted_persisted_renamed_or_extended_by_others_are_still_consumed_once(
+    local_system: LocalSystem,
+) -> None:
+    """No expiry event comes for a key someone deletes, renames or makes persistent, and a late
+    one for a key whose TTL someone extends: the sweepers must find them, once each."""
+    client = redis.Redis.from_url(local_system.redis_url or "", decode_responses=True)
+    current_test(local_system)
+    started = local_system.start_test(num_keys=3000, key_delay=1)
+    wait_generated(local_system, 300)
+    touched = {"deleted": 0, "persisted": 0, "extended": 0, "renamed": 0}
+    for _ in range(30):
+        newest = int(client.get(names.METRICS_GENERATED) or 0) - 1
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(names.gen_key(newest))
+        pipe.persist(names.gen_key(newest - 1))
+        pipe.pexpire(names.gen_key(newest - 2), 3000)
+        pipe.rename(names.gen_key(newest - 3), f"moved:{newest - 3}")
+        for kind, done in zip(touched, pipe.execute(raise_on_error=False), strict=True):
+            touched[kind] += done is True or done == 1
+        time.sleep(0.05)
+    # Each fresh key lives 100 ms, so nearly every touch lands before it expires.
+    assert all(count >= 20 for count in touched.values()), touched
+    status = local_system.wait_test_end(timeout=120)
+    assert status["test_id"] == started["test_id"]
+    assert status["state"] == "finished", local_system.logs()
+    check_every_key(local_system, status)
+    check_jetstream_settled(local_system)
+    no_event = touched["deleted"] + touched["persisted"] + touched["renamed"]
+    assert status["recovered"] >= no_event, (status["recovered"], touched)

@@ -39,25 +39,19 @@ END_TIMEOUT_S = 120
 
 
 def run_with_fault(
-    system: LocalSystem,
-    fault: str,
-    inject: Callable[[], object],
-    *,
-    arm_after_fault: bool = False,
+    system: LocalSystem, fault: str, inject: Callable[[], object]
 ) -> tuple[dict[str, Any], FaultRow]:
     """Start a test, inject the fault mid-run, wait for the verdict; measure and record it.
 
-    The recovery clock starts just before ``inject`` (just after, for faults that stop the
-    generator: then the keys it wrote before dying are exactly the ones watched).
+    ``inject`` returns once the fault is over (for an outage: once everything is back); the
+    recovery time runs from then.
     """
     started = system.start_test(num_keys=KEYS, key_delay=1)
     wait_generated(system, FAULT_AFTER_KEYS)
     watch = RecoveryWatch(system)
-    if not arm_after_fault:
-        watch.arm()
+    watch.start_clock()
     inject()
-    if arm_after_fault:
-        watch.arm()
+    watch.watch_keys()
     status = system.wait_test_end(timeout=END_TIMEOUT_S)
     assert status["test_id"] == started["test_id"], status
     row = record_run(fault, system, status, watch)
@@ -130,6 +124,26 @@ def test_one_consumer_stopped_with_sigterm_drains_and_exits_0(start_system: Star
     check_exactly_once(system, status, row)
 
 
+def test_one_consumer_frozen_longer_than_its_lease(start_system: StartSystem) -> None:
+    """SIGSTOP, as a long GC pause or a stalled VM would: the others take over its keys and
+    messages; when it wakes it still holds them, and must not count any of them again."""
+    system = start_system()
+    victim = system.consumer_processes[1]
+    lease_s = 10  # CLAIM_LEASE_MS default; ack wait is 5 s
+
+    def freeze() -> None:
+        victim.signal(signal.SIGSTOP)
+        time.sleep(lease_s + 2)
+        victim.signal(signal.SIGCONT)
+
+    status, row = run_with_fault(system, "SIGSTOP one consumer for 12 s (past its lease)", freeze)
+    assert victim.running
+    assert status["state"] == "finished"
+    assert status["generated"] == KEYS
+    check_exactly_once(system, status, row)
+    system.wait_consumer_ready(1)
+
+
 @pytest.mark.parametrize("client_type", ["pubsub", "normal"])
 def test_redis_drops_client_connections(start_system: StartSystem, client_type: str) -> None:
     system = start_system()
@@ -142,6 +156,10 @@ def test_redis_drops_client_connections(start_system: StartSystem, client_type: 
     status, row = run_with_fault(system, f"Redis CLIENT KILL TYPE {client_type}", drop_connections)
     # Every consumer holds a subscription; generator and consumers hold normal connections.
     assert killed[0] >= (len(system.consumer_processes) if client_type == "pubsub" else 2)
+    if client_type == "pubsub":
+        for process in system.consumer_processes:
+            assert "Redis subscription lost" in process.log_text(), process.name
+            assert "subscribed to __keyevent@0__:expired again" in process.log_text()
     assert status["state"] == "finished"
     assert status["generated"] == KEYS
     check_exactly_once(system, status, row)
@@ -168,31 +186,22 @@ def test_generator_killed_and_restarted(start_system: StartSystem) -> None:
     system = start_system()
     assert system.generator is not None
     generator = system.generator
-    state_after_restart: list[str] = []
+    states_after_restart: list[str] = []
 
-    def kill_generator() -> None:
+    def crash_and_restart() -> None:
         generator.kill()
+        system.restart_generator()
+        states_after_restart.append(system.status()["state"])
 
-    status: dict[str, Any]
-    started = system.start_test(num_keys=KEYS, key_delay=1)
-    wait_generated(system, FAULT_AFTER_KEYS)
-    kill_generator()
-    watch = RecoveryWatch(system)
-    written = watch.arm()
-    assert 0 < written < KEYS
-    system.restart_generator()
-    state_after_restart.append(system.status()["state"])
-    status = system.wait_test_end(timeout=END_TIMEOUT_S)
-    row = record_run("kill -9 generator, restart", system, status, watch)
-    assert state_after_restart == ["interrupted"]
-    assert status["test_id"] == started["test_id"]
+    status, row = run_with_fault(system, "kill -9 generator, restart", crash_and_restart)
+    assert states_after_restart == ["interrupted"]
     assert status["state"] == "interrupted", status
-    assert status["generated"] == written
+    assert FAULT_AFTER_KEYS <= status["generated"] < KEYS
     check_exactly_once(system, status, row)
     # The restarted generator gives the verdict once, and accepts a new test afterwards.
-    assert generator.log_text().count(f"test {started['test_id']} interrupted:") == 1
+    assert generator.log_text().count(f"test {status['test_id']} interrupted:") == 1
     again = system.start_test(num_keys=200, key_delay=0)
-    assert again["test_id"] != started["test_id"]
+    assert again["test_id"] != status["test_id"]
     assert system.wait_test_end(timeout=60)["verdict"]["exactly_once"]
 
 
