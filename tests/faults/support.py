@@ -149,6 +149,7 @@ class RecoveryWatch:
 
     system: LocalSystem
     fault_at: float | None = None
+    fault_wall_clock: float | None = None
     over_at: float | None = None
     keys_at_fault: int = 0
     recovered_at: float | None = None
@@ -159,6 +160,7 @@ class RecoveryWatch:
     def start_clock(self) -> None:
         """The fault begins now."""
         self.fault_at = time.monotonic()
+        self.fault_wall_clock = time.time()
 
     def watch_keys(self) -> int:
         """The fault is over: watch every key written so far; return how many that is."""
@@ -208,14 +210,22 @@ class FaultRow:
     """One measured run, as a JSON line of ``test-output/faults.jsonl``."""
 
     fault: str
+    #: Keys generated (the verdict's ``expected``).
     keys: int
+    #: Generated keys without a consumption record.
     lost: int
+    #: Counts beyond one per key (``metrics:consumed`` minus the records).
     duplicates: int
+    #: Keys claimed by a sweeper (``metrics:recovered``, the status's ``recovered``).
     recovered: int
+    #: Deliveries refused as already counted (the status's ``redelivered``).
     redelivered: int
     dead_letters: int
+    #: From the end of the fault until every key written by then was consumed.
     recovery_s: float | None
+    #: How long the fault lasted.
     fault_s: float | None
+    #: From the start of the fault to the verdict (the generator's ``finished_at``).
     end_after_fault_s: float | None
     keys_at_fault: int
     consumers: int
@@ -231,7 +241,10 @@ def record_run(
     """Measure the ended run and append it to ``test-output/faults.jsonl`` (before any check,
     so a failing run is measured too)."""
     counts = tally(system)
-    ended = time.monotonic()
+    finished_at = status.get("finished_at")
+    end_after_fault = None
+    if finished_at is not None and watch.fault_wall_clock is not None:
+        end_after_fault = round(float(finished_at) - watch.fault_wall_clock, 2)
     row = FaultRow(
         fault=fault,
         keys=counts.generated,
@@ -242,7 +255,7 @@ def record_run(
         dead_letters=int(status.get("dead_letters") or 0),
         recovery_s=watch.seconds(),
         fault_s=watch.fault_seconds,
-        end_after_fault_s=None if watch.fault_at is None else round(ended - watch.fault_at, 2),
+        end_after_fault_s=end_after_fault,
         keys_at_fault=watch.keys_at_fault,
         consumers=len(system.consumer_processes),
         state=str(status.get("state")),
