@@ -288,7 +288,7 @@ def test_a_body_of_exactly_the_limit_is_accepted(local_system: LocalSystem) -> N
 # --- foreign keys in the expired channel -----------------------------------------------------
 IGNORED_NAMES: list[bytes] = [
     b"other:1",
-    b"session:abc",
+    b"cart:abc",
     b"gen-key",
     b"gen-key:",
     b"gen-key:abc",
