@@ -21,7 +21,7 @@ from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
 from shared import names
 from shared.backoff import Backoff
-from shared.bridge import JetStream, RedisGateway, open_bridge
+from shared.bridge import JetStream, RedisAuthenticationError, RedisGateway, open_bridge
 from shared.config import ConsumerConfig, redact
 from shared.pubsub import RedisAddress
 
@@ -36,6 +36,13 @@ async def check_keyspace_events(redis: RedisGateway) -> None:
     """Say clearly at start-up when Redis will not announce expirations."""
     try:
         reply = await redis.call("CONFIG", "GET", "notify-keyspace-events")
+    except RedisAuthenticationError as exc:
+        log.error(
+            "Redis refused the credentials in REDIS_URL (%s): fix REDIS_URL; until then this "
+            "consumer stays unready",
+            exc,
+        )
+        return
     except Exception as exc:
         log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'Ex'", exc)
         return

@@ -114,6 +114,8 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
             body = json.loads(raw) if raw.strip() else None
         except (ValueError, UnicodeDecodeError):
             return error("the body is not valid JSON", 400)
+        except RecursionError:
+            return error("the body is nested too deeply to be a start request", 400)
         try:
             test_config = parse_start_request(body)
         except RequestError as exc:

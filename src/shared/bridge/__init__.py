@@ -8,6 +8,13 @@ methods that each cross into asyncio once per batch of work, never once per mess
 
 from shared.bridge.jetstream import JetStream, JetStreamMessage, StreamMismatch
 from shared.bridge.loop import open_bridge
-from shared.bridge.redis_io import RedisGateway
+from shared.bridge.redis_io import RedisAuthenticationError, RedisGateway
 
-__all__ = ["JetStream", "JetStreamMessage", "RedisGateway", "StreamMismatch", "open_bridge"]
+__all__ = [
+    "JetStream",
+    "JetStreamMessage",
+    "RedisAuthenticationError",
+    "RedisGateway",
+    "StreamMismatch",
+    "open_bridge",
+]
