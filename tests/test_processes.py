@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,39 @@ def test_consumer_waits_for_servers_that_are_not_up_yet(
         process.kill()
         nats.stop()
         redis.stop()
+
+
+def test_generator_without_a_built_ui_says_how_to_build_it(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    process = Process(
+        "generator",
+        [sys.executable, "-m", "generator"],
+        tmp_path / "generator.log",
+        env=service_env(
+            {
+                "REDIS_URL": redis_server.url,
+                "PORT": str(port),
+                "HOST": "127.0.0.1",
+                "WEB_DIST": str(tmp_path / "no-build"),
+                "LOG_FORMAT": "json",
+            }
+        ),
+    )
+    process.start()
+    try:
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "generator")
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+        assert answer.value.code == 503
+        page = answer.value.read().decode()
+        assert "make web" in page and "npm run build" in page
+        assert process.stop() == 0
+        # LOG_FORMAT=json: every line is one JSON object.
+        lines = process.log_text().strip().splitlines()
+        entries = [json.loads(line) for line in lines]
+        assert {"time", "level", "logger", "message"} <= set(entries[0])
+        assert any("serving" in e["message"] for e in entries)
+    finally:
+        process.kill()

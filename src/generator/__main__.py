@@ -41,6 +41,8 @@ async def run_generator(
         hypercorn = HypercornConfig()
         hypercorn.bind = [f"{config.host}:{config.port}"]
         hypercorn.accesslog = None
+        # Through our handlers, so LOG_FORMAT applies to hypercorn's lines too.
+        hypercorn.errorlog = logging.getLogger("hypercorn.error")
         hypercorn.graceful_timeout = GRACEFUL_TIMEOUT_S
         async with trio.open_nursery() as web:
             binds = await web.start(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -156,3 +157,22 @@ def test_security_headers_and_health(local_system: LocalSystem) -> None:
     assert call(local_system, "GET", "/readyz")[0] == 200
     status, headers, body = call(local_system, "GET", "/metrics")
     assert status == 200 and "generated_keys_total" in body
+
+
+def test_the_ui_is_served_with_cache_headers_for_hashed_assets(local_system: LocalSystem) -> None:
+    status, headers, page = call(local_system, "GET", "/")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert headers["Cache-Control"] == "no-cache"
+    assets = sorted(set(re.findall(r'/assets/[^"]+', page)))
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        status, headers, _ = call(local_system, "GET", asset)
+        assert status == 200
+        assert "immutable" in headers["Cache-Control"]
+        kinds = {".js": "javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+        assert kinds[asset[asset.rindex(".") :]] in headers["Content-Type"]
+    status, _, answer = call(local_system, "GET", "/assets/missing-0000.js")
+    assert status == 404 and answer["error"]
+    status, _, answer = call(local_system, "GET", "/../../etc/passwd")
+    assert status == 404
