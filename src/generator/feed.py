@@ -101,8 +101,8 @@ class StatusFeed:
                     "state": document["state"],
                     "generated": document["generated"],
                     "consumed": document["consumed"],
-                    "generation_rate": document["generation_rate"],
-                    "consumption_rate": document["consumption_rate"],
+                    "generation_rate": round(self._rates[0], 1),
+                    "consumption_rate": round(self._rates[1], 1),
                 }
             )
             del self.history[:-MAX_HISTORY]

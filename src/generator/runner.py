@@ -174,7 +174,14 @@ class TestRunner:
                 "test %s: %d keys written%s", test_id, written, " (stopped)" if stopped else ""
             )
             await self._redis.call(
-                "HSET", names.TEST_CURRENT, "state", "draining", "generated_final", written
+                "HSET",
+                names.TEST_CURRENT,
+                "state",
+                "draining",
+                "generated_final",
+                written,
+                "generation_ended_at",
+                repr(time.time()),
             )
             self._notify()
             await self._drain(final_state="stopped" if stopped else "finished")

@@ -99,6 +99,19 @@ def verdict(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _average_rates(
+    snapshot: Snapshot, started_at: float, finished_at: float
+) -> tuple[float, float]:
+    """Keys per second over the whole test: generation until its end, consumption until done."""
+    generation_end = float(snapshot.test.get("generation_ended_at") or finished_at)
+    generating = generation_end - started_at
+    consuming = finished_at - started_at
+    return (
+        snapshot.generated / generating if generating > 0 else 0.0,
+        snapshot.unique / consuming if consuming > 0 else 0.0,
+    )
+
+
 def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) -> dict[str, Any]:
     """The ``/api/status`` body."""
     test = snapshot.test
@@ -114,6 +127,8 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
     if test.get("num_keys"):
         config = {k: int(test[k]) for k in ("num_keys", "key_delay", "key_ttl", "dedup_window")}
     stored_verdict = json.loads(test["verdict"]) if test.get("verdict") else None
+    if state not in RUNNING_STATES and started_at is not None and finished_at is not None:
+        rates = _average_rates(snapshot, started_at, finished_at)
     latency_ms = latency.percentiles(snapshot.latency_buckets)
     if latency_ms is not None:
         latency_ms["count"] = sum(snapshot.latency_buckets.values())

@@ -73,6 +73,8 @@ def test_status_document() -> None:
     assert doc["progress"] == 50.0
     assert doc["in_flight"] == 5
     assert doc["elapsed_s"] == 2.5
+    # An ended test reports its average rates, not the last second's.
+    assert (doc["generation_rate"], doc["consumption_rate"]) == (4.0, 2.0)
     assert doc["is_running"] is False
     assert doc["config"] == {"num_keys": 10, "key_delay": 1, "key_ttl": 100, "dedup_window": 5000}
     idle = status_document(snapshot(test={}, generated=0, consumed=0, unique=0), (0, 0), 1.0)
