@@ -33,21 +33,10 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.stop()
 
 
-def _start_system(workdir: Path, consumers: int) -> LocalSystem:
-    system = LocalSystem(workdir, consumers=consumers)
-    try:
-        system.start()
-    except BaseException:
-        logs = system.logs()
-        system.stop()
-        raise RuntimeError(f"the local system did not start:\n{logs}") from None
-    return system
-
-
 @pytest.fixture(scope="module")
 def local_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     """Redis, NATS, the generator and 3 consumers, shared by the tests of one module."""
-    system = _start_system(tmp_path_factory.mktemp("system"), consumers=3)
+    system = LocalSystem(tmp_path_factory.mktemp("system"), consumers=3).start()
     yield system
     system.stop()
 
@@ -56,6 +45,6 @@ def local_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSyst
 def fresh_system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalSystem]:
     """A system of its own for one test (6 consumers unless the test is parametrized)."""
     consumers = getattr(request, "param", 6)
-    system = _start_system(tmp_path / "system", consumers=consumers)
+    system = LocalSystem(tmp_path / "system", consumers=consumers).start()
     yield system
     system.stop()

@@ -276,7 +276,20 @@ class LocalSystem:
         return f"http://127.0.0.1:{self.generator_port}"
 
     def start(self) -> LocalSystem:
-        """Start everything and wait until every process is ready."""
+        """Start everything and wait until every process is ready.
+
+        If anything fails to come up, everything started is stopped again and the error
+        carries the tail of every process's log.
+        """
+        try:
+            self._start()
+        except BaseException as exc:
+            logs = self.logs()
+            self.stop()
+            raise RuntimeError(f"the local system did not start ({exc}):\n{logs}") from None
+        return self
+
+    def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.redis_url is None:
             self.redis = RedisServer(self.workdir).start()
@@ -303,7 +316,6 @@ class LocalSystem:
         )
         self.generator.start()
         self.wait_ready()
-        return self
 
     def add_consumer(self, consumer_id: str, wait: bool = True) -> Process:
         """Start one more consumer process."""

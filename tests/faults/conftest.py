@@ -33,11 +33,7 @@ def start_system(tmp_path: Path) -> Iterator[StartSystem]:
         options.setdefault("consumers", 4)
         system = LocalSystem(tmp_path / f"system-{len(started)}", **options)
         started.append(system)
-        try:
-            system.start()
-        except BaseException:
-            raise RuntimeError(f"the local system did not start:\n{system.logs()}") from None
-        return system
+        return system.start()
 
     yield start
     for system in started:

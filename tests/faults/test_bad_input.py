@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 
 from shared import names
 from shared.local_system import LocalSystem, http_json, wait_until
-
-from .support import (
+from tests.support import (
     check_every_key,
     check_jetstream_settled,
     consumer_metrics,

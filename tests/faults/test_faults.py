@@ -19,9 +19,7 @@ import pytest
 
 from shared import names
 from shared.local_system import LocalSystem
-
-from .conftest import StartSystem
-from .support import (
+from tests.support import (
     FaultRow,
     RecoveryWatch,
     check_every_key,
@@ -30,6 +28,8 @@ from .support import (
     redis_client,
     wait_generated,
 )
+
+from .conftest import StartSystem
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 

@@ -27,9 +27,9 @@ from shared.local_system import (
     service_env,
     wait_until,
 )
+from tests.support import check_every_key, check_jetstream_settled, logs_under
 
 from .conftest import StartSystem
-from .support import check_every_key, check_jetstream_settled, logs_under
 
 API_TOKEN = "tok-3c9f1e7a5b2d4c6e8f0a1b3c5d7e9f1a"
 REDIS_PASSWORD = "redis-pw-8e2d6b4a0c9f7e5d3b1a"

@@ -1,4 +1,4 @@
-"""Checks and measurements shared by the fault tests: exactly once, key by key, and recovery."""
+"""Checks shared by the end-to-end and fault tests: exactly once, key by key, and recovery."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import redis
 from shared import names
 from shared.local_system import LocalSystem, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 #: One JSON line per measured run; ``scripts/fault_table.py`` turns it into a table.
 FAULTS_JSONL = REPO / "test-output" / "faults.jsonl"
 
