@@ -110,6 +110,36 @@ describe('start and stop', () => {
 })
 
 describe('validation', () => {
+  it('keeps what the person typed when the first status arrives after the stream', async () => {
+    let release: () => void = () => undefined
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    routeFetch({
+      'GET /api/status': async () => {
+        await released
+        return { status: 200, body: FINISHED }
+      },
+      'GET /api/history': { status: 200, body: [] },
+    })
+    const user = userEvent.setup()
+    render(<App />)
+    act(() => {
+      FakeEventSource.latest().open()
+      FakeEventSource.latest().push(makeStatus())
+    })
+    await waitFor(() => expect(screen.getByTestId('start')).toBeEnabled())
+    const field = screen.getByTestId('input-num_keys')
+    await user.clear(field)
+    await user.type(field, '42')
+    await act(async () => {
+      release()
+      await released
+    })
+    await waitFor(() => expect(screen.getByTestId('verdict')).toBeInTheDocument())
+    expect(field).toHaveValue('42')
+  })
+
   it('keeps an invalid test on the page and names the field', async () => {
     const calls = routeFetch({
       'GET /api/status': { status: 200, body: makeStatus() },

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react'
+import { useEffect, useRef, useState } from 'react'
 import { Card } from './components/Card'
 import { ConfigPanel } from './components/ConfigPanel'
 import { ConnectionIndicator } from './components/ConnectionIndicator'
@@ -46,9 +46,11 @@ export function App() {
   const [tokenPrompt, setTokenPrompt] = useState<{ action: Action; rejected: boolean } | null>(null)
   const [stopRequestedFor, setStopRequestedFor] = useState<string | null>(null)
 
-  // A reloaded page offers the last test's parameters rather than the defaults.
+  // A reloaded page offers the last test's parameters rather than the defaults, unless the
+  // person has already started typing (the first status can arrive mid-edit).
+  const edited = useRef(false)
   useEffect(() => {
-    if (firstStatus?.config) setForm(fromConfig(firstStatus.config))
+    if (firstStatus?.config && !edited.current) setForm(fromConfig(firstStatus.config))
   }, [firstStatus])
 
   const running = status?.is_running ?? false
@@ -62,6 +64,7 @@ export function App() {
     running && pending === null && (stopRequestedFor === null || stopRequestedFor !== status?.test_id)
 
   const onChange = (field: ConfigField, text: string) => {
+    edited.current = true
     setForm((previous) => ({ ...previous, [field]: text }))
     // Once a field shows an error, re-check it as the person types so it clears when fixed.
     setErrors((previous) => (previous[field] ? withError(previous, field, validateField(field, text)) : previous))

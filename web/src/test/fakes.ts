@@ -78,7 +78,7 @@ export interface Call {
 }
 
 type Reply = { status: number; body: unknown }
-type Handler = (call: Call) => Reply
+type Handler = (call: Call) => Reply | Promise<Reply>
 
 /** Routes fetch() by "METHOD /path" to canned replies and records every call. */
 export function routeFetch(routes: Record<string, Handler | Reply>) {
@@ -96,7 +96,7 @@ export function routeFetch(routes: Record<string, Handler | Reply>) {
     calls.push(call)
     const route = routes[`${method} ${path}`]
     if (!route) return new Response(JSON.stringify({ error: 'not found' }), { status: 404 })
-    const reply = typeof route === 'function' ? route(call) : route
+    const reply = typeof route === 'function' ? await route(call) : route
     return new Response(JSON.stringify(reply.body), {
       status: reply.status,
       headers: { 'Content-Type': 'application/json' },
