@@ -69,11 +69,6 @@ class TestRunner:
         self.test_id: str | None = None
         self.changed = trio.Event()
 
-    @property
-    def is_running(self) -> bool:
-        """Whether this process is running a test now."""
-        return self._running
-
     async def recover_interrupted(self, nursery: trio.Nursery) -> None:
         """At start-up: a test left running by an earlier generator process is interrupted.
 

@@ -51,7 +51,6 @@ class Throttle:
     def __init__(self, interval: float = 5.0) -> None:
         self._interval = interval
         self._last: dict[str, float] = {}
-        self.suppressed = 0
 
     def allow(self, kind: str) -> bool:
         """Whether a message of ``kind`` may be logged now."""
@@ -59,5 +58,4 @@ class Throttle:
         if now - self._last.get(kind, -self._interval) >= self._interval:
             self._last[kind] = now
             return True
-        self.suppressed += 1
         return False

@@ -6,7 +6,7 @@ lifetime of a service, and the gateways (``RedisGateway``, ``JetStream``) expose
 methods that each cross into asyncio once per batch of work, never once per message.
 """
 
-from shared.bridge.jetstream import JetStream, JetStreamMessage, StreamMismatch
+from shared.bridge.jetstream import JetStream, JetStreamMessage
 from shared.bridge.loop import open_bridge
 from shared.bridge.redis_io import RedisAuthenticationError, RedisGateway
 
@@ -15,6 +15,5 @@ __all__ = [
     "JetStreamMessage",
     "RedisAuthenticationError",
     "RedisGateway",
-    "StreamMismatch",
     "open_bridge",
 ]

@@ -42,10 +42,6 @@ CONSUMER_CONFIG = api.ConsumerConfig(
 )
 
 
-class StreamMismatch(RuntimeError):
-    """The stream or consumer exists with settings other than the ones this system needs."""
-
-
 @dataclass(frozen=True)
 class JetStreamMessage:
     """One delivery from the work queue."""
@@ -61,7 +57,6 @@ class JetStreamMessage:
 class ConnectionEvents:
     """Counts of connection events reported by nats-py (read by trio tasks)."""
 
-    disconnects: int = 0
     reconnects: int = 0
     closing: bool = False
 
@@ -131,7 +126,6 @@ class JetStream:
 
 async def _connect(url: str, creds: str | None, name: str, events: ConnectionEvents) -> Any:
     async def disconnected() -> None:
-        events.disconnects += 1
         if not events.closing:
             log.warning("NATS connection lost; reconnecting")
 
