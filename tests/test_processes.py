@@ -153,3 +153,31 @@ def test_generator_without_a_built_ui_says_how_to_build_it(
         assert any("serving" in e["message"] for e in entries)
     finally:
         process.kill()
+
+
+def test_generator_answers_503_while_redis_is_down_and_recovers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    process = Process(
+        "generator",
+        [sys.executable, "-m", "generator"],
+        tmp_path / "generator.log",
+        env=service_env({"REDIS_URL": redis_server.url, "PORT": str(port), "HOST": "127.0.0.1"}),
+    )
+    process.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_json(f"{base}/readyz")["ready"], 30, "generator")
+        redis_server.stop()
+        for method, path in (("GET", "/api/status"), ("POST", "/api/start")):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                http_json(base + path, method, {} if method == "POST" else None, timeout=30)
+            assert answer.value.code == 503
+            assert "Redis" in json.loads(answer.value.read())["error"]
+        redis_server.start()
+        wait_until(lambda: http_json(f"{base}/api/status")["state"] == "idle", 30, "status")
+        assert process.running
+        assert "Traceback" not in process.log_text()
+    finally:
+        process.stop()

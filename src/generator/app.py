@@ -20,7 +20,7 @@ from generator.feed import StatusFeed
 from generator.runner import TestAlreadyRunning, TestRunner
 from generator.validation import RequestError, parse_start_request
 from shared import telemetry
-from shared.bridge import RedisGateway
+from shared.bridge import RedisError, RedisGateway
 from shared.config import GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,11 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
         if code == 413:
             return error(f"request body too large: at most {MAX_BODY_BYTES} bytes", 413)
         return error(exc.description or exc.name, code)
+
+    @app.errorhandler(RedisError)
+    async def redis_unavailable(exc: RedisError) -> tuple[Response, int]:
+        log.warning("request %s %s: Redis failed: %s", request.method, request.path, exc)
+        return error("Redis does not answer right now; try again in a moment", 503)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> tuple[Response, int]:

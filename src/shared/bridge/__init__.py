@@ -8,12 +8,13 @@ methods that each cross into asyncio once per batch of work, never once per mess
 
 from shared.bridge.jetstream import JetStream, JetStreamMessage
 from shared.bridge.loop import open_bridge
-from shared.bridge.redis_io import RedisAuthenticationError, RedisGateway
+from shared.bridge.redis_io import RedisAuthenticationError, RedisError, RedisGateway
 
 __all__ = [
     "JetStream",
     "JetStreamMessage",
     "RedisAuthenticationError",
+    "RedisError",
     "RedisGateway",
     "open_bridge",
 ]

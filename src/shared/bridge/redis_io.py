@@ -11,13 +11,14 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bridge.loop import crossing
 
 Command = Sequence[str | int | float | bytes]
 
-__all__ = ["Command", "RedisAuthenticationError", "RedisGateway"]
+__all__ = ["Command", "RedisAuthenticationError", "RedisError", "RedisGateway"]
 
 
 class RedisGateway:
