@@ -119,29 +119,34 @@ def test_consumer_waits_for_servers_that_are_not_up_yet(
         redis.stop()
 
 
-def test_generator_without_a_built_ui_says_how_to_build_it(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
+def start_generator(tmp_path: Path, redis: RedisServer, **env: str) -> tuple[Process, str]:
+    """A generator process on a free port; returns it and its base URL once it is ready."""
     port = free_port()
     process = Process(
         "generator",
         [sys.executable, "-m", "generator"],
         tmp_path / "generator.log",
-        env=service_env(
-            {
-                "REDIS_URL": redis_server.url,
-                "PORT": str(port),
-                "HOST": "127.0.0.1",
-                "WEB_DIST": str(tmp_path / "no-build"),
-                "LOG_FORMAT": "json",
-            }
-        ),
+        env=service_env({"REDIS_URL": redis.url, "PORT": str(port), "HOST": "127.0.0.1", **env}),
     )
     process.start()
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "generator")
+        wait_until(lambda: http_json(f"{base}/readyz")["ready"], 30, "generator")
+    except BaseException:
+        process.kill()
+        raise
+    return process, base
+
+
+def test_generator_without_a_built_ui_says_how_to_build_it(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    process, base = start_generator(
+        tmp_path, redis_server, WEB_DIST=str(tmp_path / "no-build"), LOG_FORMAT="json"
+    )
+    try:
         with pytest.raises(urllib.error.HTTPError) as answer:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+            urllib.request.urlopen(f"{base}/", timeout=5)
         assert answer.value.code == 503
         page = answer.value.read().decode()
         assert "make web" in page and "npm run build" in page
@@ -158,17 +163,8 @@ def test_generator_without_a_built_ui_says_how_to_build_it(
 def test_generator_answers_503_while_redis_is_down_and_recovers(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    port = free_port()
-    process = Process(
-        "generator",
-        [sys.executable, "-m", "generator"],
-        tmp_path / "generator.log",
-        env=service_env({"REDIS_URL": redis_server.url, "PORT": str(port), "HOST": "127.0.0.1"}),
-    )
-    process.start()
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_generator(tmp_path, redis_server)
     try:
-        wait_until(lambda: http_json(f"{base}/readyz")["ready"], 30, "generator")
         redis_server.stop()
         for method, path in (("GET", "/api/status"), ("POST", "/api/start")):
             with pytest.raises(urllib.error.HTTPError) as answer:
