@@ -20,16 +20,24 @@ async def collect(receive: trio.MemoryReceiveChannel[list[str]], into: list[str]
         into.extend(batch)
 
 
+async def start_listener(
+    nursery: trio.Nursery, redis_server: RedisServer, heard: list[str]
+) -> Readiness:
+    """Start a listener on ``redis_server`` whose batches land in ``heard``; once subscribed."""
+    readiness = Readiness()
+    send, receive = trio.open_memory_channel[list[str]](100)
+    nursery.start_soon(collect, receive, heard)
+    address = RedisAddress.from_url(redis_server.url)
+    await nursery.start(run_expiry_listener, address, "__keyevent@0__:expired", send, readiness)
+    return readiness
+
+
 async def test_passes_on_every_expired_gen_key_and_nothing_else(
     redis_server: RedisServer,
 ) -> None:
     heard: list[str] = []
-    readiness = Readiness()
-    address = RedisAddress.from_url(redis_server.url)
     async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
-        send, receive = trio.open_memory_channel[list[str]](100)
-        nursery.start_soon(collect, receive, heard)
-        await nursery.start(run_expiry_listener, address, "__keyevent@0__:expired", send, readiness)
+        readiness = await start_listener(nursery, redis_server, heard)
         assert readiness.subscribed
         commands = []
         for i in range(500):
@@ -54,12 +62,8 @@ async def test_passes_on_every_expired_gen_key_and_nothing_else(
 
 async def test_resubscribes_after_redis_drops_the_connection(redis_server: RedisServer) -> None:
     heard: list[str] = []
-    readiness = Readiness()
-    address = RedisAddress.from_url(redis_server.url)
     async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
-        send, receive = trio.open_memory_channel[list[str]](100)
-        nursery.start_soon(collect, receive, heard)
-        await nursery.start(run_expiry_listener, address, "__keyevent@0__:expired", send, readiness)
+        readiness = await start_listener(nursery, redis_server, heard)
         assert await redis.call("CLIENT", "KILL", "TYPE", "pubsub") == 1
 
         async def subscribed_again() -> bool:

@@ -2,29 +2,17 @@ import { describe, expect, it } from 'vitest'
 import { appendStatus, EMPTY_SERIES, seedFromHistory } from './history'
 import { isStale } from './status'
 import type { Status } from './types'
+import { makeStatus } from '../test/fakes'
 
 function status(overrides: Partial<Status> = {}): Status {
-  return {
+  return makeStatus({
     is_running: true,
     state: 'generating',
     test_id: 't-1',
     config: { num_keys: 1000, key_delay: 1, key_ttl: 100, dedup_window: 5000 },
-    generated: 0,
-    consumed: 0,
-    in_flight: 0,
-    progress: 0,
-    generation_rate: 0,
-    consumption_rate: 0,
-    elapsed_s: 0,
     started_at: 1,
-    finished_at: null,
-    consumers: {},
-    latency_ms: null,
-    redelivered: 0,
-    dead_letters: 0,
-    verdict: null,
     ...overrides,
-  }
+  })
 }
 
 const sample = (t: number, rate = 100) => ({ t, generated: 0, consumed: 0, generation_rate: rate, consumption_rate: rate })
