@@ -40,7 +40,7 @@ async def bridged(redis_url: str, nats_url: str) -> AsyncIterator[tuple[RedisGat
 async def start_test_record(
     redis: RedisGateway, test_id: str = "t-test", dedup_window: int = 5000
 ) -> None:
-    """Make ``test_id`` the current test, as the generator does."""
+    """Make ``test_id`` the running test, as the generator does."""
     await redis.call(
         "HSET",
         names.TEST_CURRENT,
@@ -48,6 +48,8 @@ async def start_test_record(
         test_id,
         "state",
         "generating",
+        "key_prefix",
+        names.GEN_KEY_PREFIX,
         "num_keys",
         0,
         "key_delay",
@@ -59,13 +61,14 @@ async def start_test_record(
     )
 
 
-async def add_pending(redis: RedisGateway, keys: list[str], deadline_ms: int | None = None) -> int:
-    """Record ``keys`` as generated (pending, with a deadline), as the generator does."""
+async def add_due(redis: RedisGateway, keys: list[str], deadline_ms: int | None = None) -> int:
+    """Register ``keys`` as due at ``deadline_ms`` (default now) without writing the keys:
+    as if they had been registered and had expired unheard."""
     deadline = deadline_ms if deadline_ms is not None else int(time.time() * 1000)
     flat: list[str | int] = []
     for key in keys:
         flat += [deadline, key]
-    await redis.call("ZADD", names.TEST_PENDING, *flat)
+    await redis.call("ZADD", names.EXPIRY_DUE, *flat)
     return deadline
 
 

@@ -55,8 +55,8 @@ def tally(system: LocalSystem) -> Tally:
         lost=len(expected - records),
         unexpected=len(records - expected),
         duplicates=consumed_count - len(records),
-        pending=int(client.zcard(names.TEST_PENDING)),
-        inflight=int(client.zcard(names.TEST_INFLIGHT)),
+        pending=int(client.zcard(names.EXPIRY_DUE)),
+        inflight=int(client.zcard(names.EXPIRY_LEASES)),
     )
 
 

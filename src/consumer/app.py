@@ -1,7 +1,7 @@
 """One consumer process: a trio nursery of sibling tasks, connected by memory channels.
 
     expiry listener --batches--> dedup + publisher --> JetStream
-    pull worker <-- JetStream        sweeper --> JetStream        health endpoint
+    pull workers <-- JetStream --> handler        sweeper --> JetStream        health endpoint
 
 Stopping (SIGTERM, SIGINT or ``stop``) first stops hearing events, lets the publisher finish
 what it already heard and the pull worker finish the batch in hand, then closes connections.
@@ -15,15 +15,18 @@ import trio
 
 from consumer.dedup_publisher import run_dedup_publisher
 from consumer.expiry_listener import run_expiry_listener
+from consumer.handler import Handler, load_handler
 from consumer.health import serve_health
-from consumer.pull_worker import run_pull_worker
+from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
 from shared import names
 from shared.backoff import Backoff
 from shared.bridge import JetStream, RedisAuthenticationError, RedisGateway, open_bridge
 from shared.config import ConsumerConfig, redact
+from shared.patterns import KeyPatterns
 from shared.pubsub import RedisAddress
+from shared.registration import FunctionsUnsupported, ensure_library
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,26 @@ async def check_keyspace_events(redis: RedisGateway) -> None:
         )
 
 
+async def load_functions(redis: RedisGateway) -> None:
+    """Load the registration functions; say in one line when this Redis cannot have them."""
+    backoff = Backoff(initial=0.2, cap=5.0)
+    while True:
+        try:
+            await ensure_library(redis)
+            return
+        except FunctionsUnsupported:
+            log.error(
+                "Redis has no Functions (Redis 7.0 or later is needed): producers cannot register "
+                "keys (FCALL expiry_register), so only keys whose expiry is heard are processed"
+            )
+            return
+        except RedisAuthenticationError:
+            return  # check_keyspace_events has said so
+        except Exception as exc:
+            log.warning("cannot load the Redis function library (%s); retrying", exc)
+            await backoff.wait()
+
+
 async def connect_jetstream(config: ConsumerConfig) -> JetStream:
     """Connect to NATS and make sure the stream and durable consumer exist, retrying forever."""
     backoff = Backoff(initial=0.2, cap=5.0)
@@ -92,16 +115,28 @@ async def run_consumer(
     config: ConsumerConfig,
     stop: trio.Event,
     *,
+    handler: Handler | None = None,
     task_status: trio.TaskStatus[Readiness] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run one consumer until ``stop`` is set; ``started`` once all tasks run."""
+    """Run one consumer until ``stop`` is set; ``started`` once all tasks run.
+
+    ``handler`` defaults to the one ``config.handler`` names.
+    """
     readiness = Readiness()
     address = RedisAddress.from_url(config.common.redis_url)
+    patterns = KeyPatterns(config.key_patterns)
+    handler = handler or load_handler(config.handler)
     async with open_bridge(), trio.open_nursery() as outer:
         await outer.start(serve_health, readiness, config.health_host, config.health_port)
         redis = await RedisGateway.connect(config.common.redis_url)
         jetstream = await connect_jetstream(config)
         await check_keyspace_events(redis)
+        await load_functions(redis)
+        log.info(
+            "handling expired keys matching %s with %s",
+            ", ".join(patterns.patterns),
+            config.handler,
+        )
         send, receive = trio.open_memory_channel[list[str]](64)
         async with trio.open_nursery() as work:
             listening = trio.CancelScope()
@@ -111,6 +146,7 @@ async def run_consumer(
                     await run_expiry_listener(
                         address,
                         names.expired_channel(address.db),
+                        patterns,
                         send,
                         readiness,
                         task_status=task_status,
@@ -122,19 +158,21 @@ async def run_consumer(
                 jetstream,
                 receive,
                 config.claim_lease_ms,
+                config.dedup_window_ms,
                 config.batch_size,
             )
             await work.start(listen)
+            context = WorkerContext(
+                redis=redis,
+                jetstream=jetstream,
+                consumer_id=config.consumer_id,
+                handler=handler,
+                limiter=trio.CapacityLimiter(config.handler_concurrency),
+                lease_ms=config.claim_lease_ms,
+                handler_timeout_s=config.handler_timeout_ms / 1000,
+            )
             for _ in range(PULL_WORKERS):
-                await work.start(
-                    run_pull_worker,
-                    redis,
-                    jetstream,
-                    config.consumer_id,
-                    readiness,
-                    stop,
-                    PULL_BATCH,
-                )
+                await work.start(run_pull_worker, context, readiness, stop, PULL_BATCH)
             sweeping = trio.CancelScope()
 
             async def sweeper() -> None:
@@ -142,8 +180,10 @@ async def run_consumer(
                     await run_sweeper(
                         redis,
                         jetstream,
+                        patterns,
                         config.claim_lease_ms,
                         config.sweep_grace_ms,
+                        config.dedup_window_ms,
                         config.sweep_interval_ms,
                     )
 

@@ -6,7 +6,7 @@ import logging
 
 import trio
 
-from consumer.publishing import claim, publish_claimed
+from consumer.publishing import Claimed, claim, publish_claimed
 from shared import telemetry
 from shared.bridge import JetStream, RedisGateway
 from shared.logs import Throttle
@@ -32,6 +32,7 @@ async def run_dedup_publisher(
     jetstream: JetStream,
     receive: trio.MemoryReceiveChannel[list[str]],
     lease_ms: int,
+    window_ms: int,
     batch_limit: int,
     publishers: int = 2,
     *,
@@ -41,23 +42,26 @@ async def run_dedup_publisher(
 
     Claiming and publishing run as separate tasks so that the next claim does not wait for
     JetStream to acknowledge the last publish. A batch whose claim fails (Redis unreachable)
-    is dropped here: its keys stay pending in Redis and a sweeper claims them later.
+    is dropped here: registered keys stay due in Redis and a sweeper claims them later;
+    unregistered ones are lost with the event, as they are while no consumer listens.
+    ``window_ms`` is the dedup window outside a test (a test brings its own).
     """
-    won_send, won_receive = trio.open_memory_channel[tuple[str, list[tuple[str, str]]]](16)
+    won_send, won_receive = trio.open_memory_channel[Claimed](16)
     async with trio.open_nursery() as nursery:
         async with won_receive:
             for _ in range(publishers):
                 nursery.start_soon(_publish_won, redis, jetstream, won_receive.clone())
         task_status.started()
         async with won_send, receive:
-            await _claim_heard(redis, receive, won_send, lease_ms, batch_limit)
+            await _claim_heard(redis, receive, won_send, lease_ms, window_ms, batch_limit)
 
 
 async def _claim_heard(
     redis: RedisGateway,
     receive: trio.MemoryReceiveChannel[list[str]],
-    won_send: trio.MemorySendChannel[tuple[str, list[tuple[str, str]]]],
+    won_send: trio.MemorySendChannel[Claimed],
     lease_ms: int,
+    window_ms: int,
     batch_limit: int,
 ) -> None:
     throttle = Throttle()
@@ -66,28 +70,28 @@ async def _claim_heard(
         telemetry.BATCH_SIZE.labels("claim").observe(len(keys))
         try:
             with telemetry.STAGE_SECONDS.labels("claim").time():
-                test_id, won = await claim(redis, keys, lease_ms)
+                won = await claim(redis, keys, lease_ms, window_ms)
         except Exception as exc:
             telemetry.ERRORS.labels("dedup_publisher").inc()
             if throttle.allow("claim"):
                 log.warning("claiming %d keys failed (%s); sweepers will retry", len(keys), exc)
             continue
-        if won:
-            await won_send.send((test_id, won))
+        if won.members:
+            await won_send.send(won)
 
 
 async def _publish_won(
     redis: RedisGateway,
     jetstream: JetStream,
-    receive: trio.MemoryReceiveChannel[tuple[str, list[tuple[str, str]]]],
+    receive: trio.MemoryReceiveChannel[Claimed],
 ) -> None:
     throttle = Throttle()
     async with receive:
-        async for test_id, won in receive:
+        async for won in receive:
             try:
                 with telemetry.STAGE_SECONDS.labels("publish").time():
-                    await publish_claimed(redis, jetstream, test_id, won)
+                    await publish_claimed(redis, jetstream, won)
             except Exception as exc:  # leases still run out: sweepers republish these keys
                 telemetry.ERRORS.labels("dedup_publisher").inc()
                 if throttle.allow("publish"):
-                    log.warning("publishing %d keys failed: %s", len(won), exc)
+                    log.warning("publishing %d keys failed: %s", len(won.members), exc)

@@ -1,4 +1,4 @@
-"""Task: hear every Redis expiry and pass the ``gen-key`` names on, one batch per socket read."""
+"""Task: hear every Redis expiry; pass on the names matching ``KEY_PATTERNS``, a batch per read."""
 
 from __future__ import annotations
 
@@ -9,26 +9,22 @@ import trio
 from consumer.readiness import Readiness
 from shared import telemetry
 from shared.backoff import Backoff
-from shared.names import parse_gen_key
+from shared.patterns import KeyPatterns
 from shared.pubsub import PubSubError, RedisAddress, Subscriber
 
 log = logging.getLogger(__name__)
 
 
-def select_gen_keys(payloads: list[bytes]) -> list[str]:
-    """The ``gen-key:<n>`` names among expired-key payloads; everything else is ignored."""
-    return [p.decode("ascii") for p in payloads if parse_gen_key(p) is not None]
-
-
 async def run_expiry_listener(
     address: RedisAddress,
     channel: str,
+    patterns: KeyPatterns,
     send: trio.MemorySendChannel[list[str]],
     readiness: Readiness,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Subscribe to ``channel`` and send batches of expired gen-keys until cancelled.
+    """Subscribe to ``channel`` and send batches of expired keys matching ``patterns``.
 
     Pub/sub drops events while disconnected, so a lost connection is re-subscribed with
     back-off at once; what was missed meanwhile is the sweeper's to find. ``started`` fires
@@ -53,7 +49,7 @@ async def run_expiry_listener(
                 started = True
                 task_status.started()
             try:
-                await _pass_on(subscriber, send)
+                await _pass_on(subscriber, patterns, send)
             except (OSError, PubSubError) as exc:
                 readiness.subscribed = False
                 telemetry.ERRORS.labels("expiry_listener").inc()
@@ -64,13 +60,15 @@ async def run_expiry_listener(
                     await subscriber.aclose()
 
 
-async def _pass_on(subscriber: Subscriber, send: trio.MemorySendChannel[list[str]]) -> None:
-    gen_keys = telemetry.EVENTS.labels("gen_key")
+async def _pass_on(
+    subscriber: Subscriber, patterns: KeyPatterns, send: trio.MemorySendChannel[list[str]]
+) -> None:
+    matched = telemetry.EVENTS.labels("matched")
     ignored = telemetry.EVENTS.labels("ignored")
     while True:
         payloads = await subscriber.receive_batch()
-        keys = select_gen_keys(payloads)
-        gen_keys.inc(len(keys))
+        keys = patterns.select(payloads)
+        matched.inc(len(keys))
         ignored.inc(len(payloads) - len(keys))
         if keys:
             await send.send(keys)

@@ -1,9 +1,10 @@
-"""Claim keys in Redis and publish the ones won to JetStream (shared by publisher and sweeper)."""
+"""Claim keys in Redis and publish the claims won to JetStream (publisher and sweeper)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -13,85 +14,109 @@ from shared.bridge import JetStream, RedisGateway
 log = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 3
-_CLAIM_KEYS = (names.TEST_CURRENT, names.TEST_PENDING, names.TEST_INFLIGHT)
-_SWEEP_KEYS = (*_CLAIM_KEYS, names.METRICS_RECOVERED)
+_CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
 
 
-def parse_claimed(reply: Sequence[str]) -> tuple[str, list[tuple[str, str]]]:
-    """Split a CLAIM or SWEEP reply into the test id and its (key, deadline) pairs."""
-    if not reply:
-        return "", []
-    test_id, flat = reply[0], reply[1:]
-    return test_id, list(zip(flat[0::2], flat[1::2], strict=True))
+@dataclass(frozen=True)
+class Claimed:
+    """Claims to publish: their lease members, and the generation of this publication."""
+
+    members: list[str]
+    #: "" for a claim's first publication; a republication's own tag otherwise.
+    generation: str = ""
 
 
-async def claim(
-    redis: RedisGateway, keys: Sequence[str], lease_ms: int
-) -> tuple[str, list[tuple[str, str]]]:
-    """Try to win ``keys`` (one atomic script); return the test id and the keys won."""
-    reply = await redis.script(scripts.CLAIM, _CLAIM_KEYS, [lease_ms, *keys])
-    test_id, won = parse_claimed(reply)
+async def claim(redis: RedisGateway, keys: Sequence[str], lease_ms: int, window_ms: int) -> Claimed:
+    """Try to win ``keys`` (one atomic script); return the claims won."""
+    won: list[str] = await redis.script(
+        scripts.CLAIM,
+        (*_CLAIM_KEYS, *(names.dedup_key(k) for k in keys)),
+        [lease_ms, window_ms, *keys],
+    )
     telemetry.CLAIMS.labels("won").inc(len(won))
     telemetry.CLAIMS.labels("lost").inc(len(keys) - len(won))
-    return test_id, won
+    return Claimed(won)
 
 
-async def sweep(
-    redis: RedisGateway, lease_ms: int, grace_ms: int, limit: int
-) -> tuple[str, list[tuple[str, str]]]:
-    """Claim overdue keys nobody claimed and keys whose lease ran out (one atomic script)."""
-    reply = await redis.script(scripts.SWEEP, _SWEEP_KEYS, [lease_ms, grace_ms, limit])
-    test_id, claimed = parse_claimed(reply)
-    telemetry.RECOVERED.inc(len(claimed))
-    return test_id, claimed
+async def scan_overdue(
+    redis: RedisGateway, grace_ms: int, limit: int
+) -> tuple[list[str], list[str]]:
+    """Registered keys overdue by more than ``grace_ms``, and leases that ran out (a read)."""
+    due, stale = await redis.script(
+        scripts.SWEEP_SCAN, (names.EXPIRY_DUE, names.EXPIRY_LEASES), [grace_ms, limit]
+    )
+    return list(due), list(stale)
 
 
-def message_headers(test_id: str, key: str, deadline: str) -> dict[str, str]:
-    """Headers of the message carrying ``key``: its dedup id, test and TTL deadline."""
-    return {
-        "Nats-Msg-Id": names.msg_id(test_id, key),
-        names.TEST_HEADER: test_id,
-        names.DEADLINE_HEADER: deadline,
-    }
+async def claim_overdue(
+    redis: RedisGateway, keys: Sequence[str], lease_ms: int, grace_ms: int, window_ms: int
+) -> Claimed:
+    """Claim overdue registered ``keys`` whose expiry nobody claimed (one atomic script)."""
+    per_key: list[str] = []
+    for key in keys:
+        per_key += [key, names.dedup_key(key)]
+    won: list[str] = await redis.script(
+        scripts.SWEEP_CLAIM,
+        (*_CLAIM_KEYS, names.METRICS_RECOVERED, *per_key),
+        [lease_ms, grace_ms, window_ms, *keys],
+    )
+    telemetry.RECOVERED.inc(len(won))
+    return Claimed(won)
 
 
-async def publish_claimed(
-    redis: RedisGateway, jetstream: JetStream, test_id: str, claimed: Sequence[tuple[str, str]]
-) -> int:
-    """Publish claimed keys; return how many JetStream stored.
+async def take_over(redis: RedisGateway, members: Sequence[str], lease_ms: int) -> Claimed:
+    """Take over the leases among ``members`` that ran out, to republish their claims."""
+    reply = await redis.script(
+        scripts.RENEW_STALE, (names.EXPIRY_LEASES, names.METRICS_RECOVERED), [lease_ms, *members]
+    )
+    taken = list(reply[1:])
+    telemetry.RECOVERED.inc(len(taken))
+    return Claimed(taken, generation=str(reply[0]))
 
-    A failed publish is retried (re-creating the stream if it vanished); keys that still fail
-    get their lease ended so that any consumer's sweeper claims and publishes them: a won key
-    is never dropped.
+
+def message_of(member: str, generation: str) -> tuple[str, dict[str, str]]:
+    """The body (the key) and headers (message id, lease) of the message carrying a claim."""
+    parsed = names.parse_lease(member)
+    if parsed is None:
+        raise ValueError(f"malformed lease {member[:200]!r}")
+    claim_id, _, _, key = parsed
+    return key, {"Nats-Msg-Id": names.msg_id(claim_id, generation), names.LEASE_HEADER: member}
+
+
+async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Claimed) -> int:
+    """Publish claims; return how many JetStream stored.
+
+    A failed publish is retried (re-creating the stream if it vanished); claims that still fail
+    get their lease ended so that any consumer's sweeper takes them over and publishes them:
+    a won key is never dropped.
     """
-    remaining = list(claimed)
+    remaining = list(claimed.members)
     for attempt in range(PUBLISH_ATTEMPTS):
         if attempt:
             await trio.sleep(0.2 * attempt)
         if not jetstream.is_connected:
             continue  # publishing now would only wait for the reconnect
-        items = [(key, message_headers(test_id, key, deadline)) for key, deadline in remaining]
+        items = [message_of(member, claimed.generation) for member in remaining]
         try:
             results = await jetstream.publish_batch(items)
         except Exception as exc:
             log.warning("publishing %d keys failed: %s", len(items), exc)
             results = [False] * len(items)
-        remaining = [pair for pair, ok in zip(remaining, results, strict=True) if not ok]
+        remaining = [member for member, ok in zip(remaining, results, strict=True) if not ok]
         telemetry.PUBLISHED.labels("ok").inc(len(items) - len(remaining))
         if not remaining:
-            return len(claimed)
+            return len(claimed.members)
         telemetry.PUBLISHED.labels("failed").inc(len(remaining))
         try:  # the stream may have vanished (a NATS restart with memory storage)
             await jetstream.ensure_topology()
         except Exception as exc:
             log.warning("cannot check the JetStream stream: %s", exc)
-    members = [f"{key}|{deadline}" for key, deadline in remaining]
-    log.warning("giving %d unpublished keys back to the sweepers", len(members))
+    log.warning("giving %d unpublished keys back to the sweepers", len(remaining))
     try:
-        await redis.script(scripts.RELEASE, (names.TEST_INFLIGHT,), members)
+        await redis.script(scripts.RELEASE, (names.EXPIRY_LEASES,), remaining)
     except Exception as exc:
         # Their leases still run out by themselves; the sweepers take them then.
         log.warning(
-            "cannot release %d keys early (%s); their leases will expire", len(members), exc
+            "cannot release %d keys early (%s); their leases will expire", len(remaining), exc
         )
-    return len(claimed) - len(remaining)
+    return len(claimed.members) - len(remaining)

@@ -1,15 +1,28 @@
-"""Task: take keys from the JetStream work queue, count each exactly once, then acknowledge."""
+"""Task: take claims from the JetStream work queue, run the handler on each once, then ack.
+
+Per batch: ``BEGIN`` keeps only the claims whose lease is still held (a second delivery of a
+handled claim is only acknowledged), the handler runs on each of those (concurrently, at most
+``HANDLER_CONCURRENCY`` per process), ``COMPLETE`` ends the claims whose handler returned and
+counts them once, and the rest are delivered again after a back-off or, after the last
+delivery, recorded as dead letters.
+
+Only a handler's own failure spends a delivery attempt. While Redis cannot be reached (or
+refuses writes), the worker keeps the batch in hand, tells JetStream it is still working on it,
+and retries the Redis step until it succeeds; it pulls nothing new meanwhile.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
+from consumer.handler import ExpiredKey, Handler
 from consumer.readiness import Readiness
 from shared import latency, names, scripts, telemetry
 from shared.backoff import Backoff
@@ -20,136 +33,316 @@ from shared.logs import Throttle
 log = logging.getLogger(__name__)
 
 FETCH_WAIT_S = 0.5
+#: A handler that raised is tried again after this long, doubling with each delivery.
 RETRY_DELAY_S = 1.0
+#: While a batch takes longer than this, JetStream hears it is in progress and leases grow.
+KEEPALIVE_S = 2.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message and the claim it carries."""
+
+    message: JetStreamMessage
+    claim_id: str
+    deadline: str
+    test_id: str
+
+    @property
+    def event(self) -> ExpiredKey:
+        """What the handler is given."""
+        return ExpiredKey(
+            key=self.message.key,
+            deadline_ms=int(self.deadline) if self.deadline else None,
+            attempt=self.message.delivered,
+            test_id=self.test_id or None,
+            claim_id=self.claim_id,
+        )
+
+
+def parse_delivery(message: JetStreamMessage) -> Delivery | None:
+    """The claim ``message`` carries, or None when it is malformed (a poison message)."""
+    parsed = names.parse_lease(message.lease)
+    if parsed is None or parsed[3] != message.key:
+        return None
+    claim_id, deadline, test_id, _ = parsed
+    return Delivery(message, claim_id, deadline, test_id)
 
 
 @dataclass(frozen=True)
 class Counted:
-    """What one batch's counting did."""
+    """What completing one batch did."""
 
     counted: int
     duplicates: int
     stale: int
 
 
-def is_well_formed(message: JetStreamMessage) -> bool:
-    """Whether ``message`` names a gen-key and carries its test id and a numeric deadline."""
-    return (
-        names.parse_gen_key(message.key.encode()) is not None
-        and bool(message.test_id)
-        and message.deadline.isdigit()
-    )
+@dataclass
+class WorkerContext:
+    """What every pull worker of a process shares."""
+
+    redis: RedisGateway
+    jetstream: JetStream
+    consumer_id: str
+    handler: Handler
+    limiter: trio.CapacityLimiter
+    lease_ms: int
+    handler_timeout_s: float
 
 
-def count_arguments(
-    consumer_id: str, test_id: str, messages: Sequence[JetStreamMessage], now_ms: int
+def complete_arguments(
+    consumer_id: str, deliveries: Sequence[Delivery], now_ms: int
 ) -> list[str | int]:
-    """ARGV of the COUNT script for ``messages`` of one test."""
-    args: list[str | int] = [test_id, consumer_id]
-    for message in messages:
-        delay_ms = max(0, now_ms - int(message.deadline))
-        args += [message.key, message.deadline, delay_ms, latency.bucket_of(delay_ms)]
+    """ARGV of the COMPLETE script for ``deliveries`` whose handler returned."""
+    args: list[str | int] = [consumer_id]
+    for d in deliveries:
+        if d.deadline:
+            delay_ms = max(0, now_ms - int(d.deadline))
+            args += [
+                d.message.lease,
+                d.message.key,
+                d.test_id,
+                delay_ms,
+                latency.bucket_of(delay_ms),
+            ]
+        else:
+            args += [d.message.lease, d.message.key, d.test_id, "", ""]
     return args
 
 
-async def count_batch(
-    redis: RedisGateway, consumer_id: str, messages: Sequence[JetStreamMessage]
-) -> Counted:
-    """Count well-formed ``messages`` (grouped by test) with the idempotent COUNT script."""
-    by_test: dict[str, list[JetStreamMessage]] = defaultdict(list)
-    for message in messages:
-        by_test[message.test_id].append(message)
+async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]:
+    """Per delivery: 1 handle it, 0 handled already, 2 an earlier test's (see ``BEGIN``)."""
+    args: list[str | int] = [ctx.lease_ms]
+    for d in deliveries:
+        args += [d.message.lease, d.test_id]
+    states: list[int] = await ctx.redis.script(
+        scripts.BEGIN, (names.TEST_CURRENT, names.EXPIRY_LEASES, names.METRICS_DUPLICATES), args
+    )
+    return states
+
+
+async def complete(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> Counted:
+    """End the claims of ``deliveries`` and count each once (the idempotent COMPLETE script)."""
     now_ms = int(time.time() * 1000)
-    counted = duplicates = stale = 0
     keys = (
         names.TEST_CURRENT,
-        names.TEST_CONSUMED,
-        names.TEST_INFLIGHT,
-        names.TEST_LATENCY,
+        names.EXPIRY_LEASES,
         names.METRICS_CONSUMED,
-        names.consumer_count_key(consumer_id),
+        names.consumer_count_key(ctx.consumer_id),
         names.METRICS_CONSUMERS,
         names.METRICS_DUPLICATES,
+        names.TEST_CONSUMED,
+        names.TEST_LATENCY,
     )
-    for test_id, group in by_test.items():
-        args = count_arguments(consumer_id, test_id, group, now_ms)
-        done, dup = await redis.script(scripts.COUNT, keys, args)
-        if done < 0:
-            stale += len(group)
-            continue
-        counted += done
-        duplicates += dup
-        for message in group:
-            telemetry.CONSUMPTION_DELAY.observe(max(0, now_ms - int(message.deadline)) / 1000)
+    args = complete_arguments(ctx.consumer_id, deliveries, now_ms)
+    counted, duplicates, stale = await ctx.redis.script(scripts.COMPLETE, keys, args)
+    for d in deliveries:
+        if d.deadline:
+            telemetry.CONSUMPTION_DELAY.observe(max(0, now_ms - int(d.deadline)) / 1000)
     return Counted(counted, duplicates, stale)
 
 
-async def record_dead_letters(redis: RedisGateway, messages: Sequence[JetStreamMessage]) -> None:
-    """Record messages given up on, so they are counted and visible rather than lost silently."""
+async def record_dead_letters(
+    ctx: WorkerContext, given_up: Sequence[tuple[JetStreamMessage, str]]
+) -> int:
+    """Record messages given up on, with the reason: counted and visible, never lost silently."""
+    args: list[str | int] = [names.DEAD_LETTERS_KEPT]
+    now = time.time()
+    for message, reason in given_up:
+        delivery = parse_delivery(message)
+        record = {
+            "key": message.key[:200],
+            "test_id": delivery.test_id if delivery else "",
+            "claim_id": delivery.claim_id if delivery else "",
+            "attempts": message.delivered,
+            "error": reason[:500],
+            "at": round(now, 3),
+        }
+        log.error(
+            "dead letter: key %r after %d deliveries: %s",
+            message.key[:200],
+            message.delivered,
+            reason[:500],
+        )
+        args += [
+            delivery.message.lease if delivery else "",
+            message.key[:200],
+            delivery.test_id if delivery else "",
+            json.dumps(record),
+        ]
     keys = (
         names.TEST_CURRENT,
-        names.TEST_DEAD_LETTERS,
+        names.EXPIRY_LEASES,
+        names.EXPIRY_DEAD_LETTERS,
         names.METRICS_DEAD_LETTERS,
-        names.TEST_INFLIGHT,
+        names.TEST_DEAD_LETTERS,
     )
-    for message in messages:
-        log.error(
-            "giving up on message %r of test %r after %d deliveries",
-            message.key[:200],
-            message.test_id[:100],
-            message.delivered,
-        )
-        await redis.script(
-            scripts.DEAD_LETTER, keys, [message.test_id, message.key[:200], message.deadline[:20]]
-        )
-    telemetry.DEAD_LETTERS.inc(len(messages))
+    recorded: int = await ctx.redis.script(scripts.DEAD_LETTER, keys, args)
+    telemetry.DEAD_LETTERS.inc(recorded)
+    return recorded
 
 
-async def handle_batch(
-    redis: RedisGateway, jetstream: JetStream, consumer_id: str, messages: list[JetStreamMessage]
-) -> None:
-    """Count, then settle every message of one fetch: ack, nak for a retry, or term."""
+async def until_done(
+    ctx: WorkerContext,
+    held: Sequence[JetStreamMessage],
+    what: str,
+    step: Callable[[], Awaitable[T]],
+) -> T:
+    """Run the Redis ``step`` until it succeeds, keeping ``held`` messages alive meanwhile.
+
+    A Redis outage is a state, not a failure of the messages: no delivery attempt is spent.
+    """
+    backoff = Backoff(initial=0.1, cap=2.0)
+    throttle = Throttle()
+    last_keepalive = trio.current_time()
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            telemetry.ERRORS.labels("pull_worker").inc()
+            if throttle.allow(what):
+                log.warning(
+                    "%s for %d keys failed (%s); holding them and retrying", what, len(held), exc
+                )
+        if trio.current_time() - last_keepalive >= KEEPALIVE_S:
+            last_keepalive = trio.current_time()
+            await _still_working(ctx.jetstream, held)
+        await backoff.wait()
+
+
+async def _still_working(jetstream: JetStream, held: Sequence[JetStreamMessage]) -> None:
+    try:
+        await jetstream.in_progress(held)
+    except Exception as exc:  # NATS away too: JetStream redelivers later, the lease decides
+        log.debug("cannot tell JetStream %d messages are in progress: %s", len(held), exc)
+
+
+async def call_handler(ctx: WorkerContext, delivery: Delivery) -> str | None:
+    """Run the handler on one delivery; None when it returned, else why it failed."""
+    async with ctx.limiter:
+        started = time.perf_counter()
+        with trio.move_on_after(ctx.handler_timeout_s) as scope:
+            try:
+                await ctx.handler(delivery.event)
+            except Exception as exc:
+                telemetry.HANDLED.labels("failed").inc()
+                return f"{type(exc).__name__}: {exc}"
+            finally:
+                telemetry.HANDLER_SECONDS.observe(time.perf_counter() - started)
+        if scope.cancelled_caught:
+            telemetry.HANDLED.labels("timeout").inc()
+            return f"the handler took longer than {ctx.handler_timeout_s:g} s"
+    telemetry.HANDLED.labels("ok").inc()
+    return None
+
+
+async def run_handlers(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[str | None]:
+    """The handler's outcome for each delivery (run concurrently, within the limiter)."""
+    outcomes: list[str | None] = [None] * len(deliveries)
+    if len(deliveries) == 1:
+        outcomes[0] = await call_handler(ctx, deliveries[0])
+        return outcomes
+
+    async def one(index: int) -> None:
+        outcomes[index] = await call_handler(ctx, deliveries[index])
+
+    async with trio.open_nursery() as nursery:
+        for index in range(len(deliveries)):
+            nursery.start_soon(one, index)
+    return outcomes
+
+
+async def _keep_alive(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> None:
+    """While handlers run long: keep their messages in progress and their leases held."""
+    held = [d.message for d in deliveries]
+    while True:
+        await trio.sleep(KEEPALIVE_S)
+        await _still_working(ctx.jetstream, held)
+        try:
+            await begin(ctx, deliveries)
+        except Exception as exc:
+            log.debug("cannot extend %d leases: %s", len(deliveries), exc)
+
+
+async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> None:
+    """Handle one fetch: every message ends acked, delivered again after a back-off, or termed."""
     telemetry.BATCH_SIZE.labels("consume").observe(len(messages))
     telemetry.REDELIVERIES.inc(sum(1 for m in messages if m.delivered > 1))
-    good = [m for m in messages if is_well_formed(m)]
-    poison = [m for m in messages if not is_well_formed(m)]
+    deliveries: list[Delivery] = []
+    poison: list[JetStreamMessage] = []
+    for message in messages:
+        delivery = parse_delivery(message)
+        if delivery is None:
+            poison.append(message)
+        else:
+            deliveries.append(delivery)
     if poison:
-        await record_dead_letters(redis, poison)
-        await jetstream.term(poison)
-    if not good:
+        given_up = [(m, "malformed message: no valid claim") for m in poison]
+        await until_done(
+            ctx, poison, "recording dead letters", lambda: record_dead_letters(ctx, given_up)
+        )
+        await ctx.jetstream.term(poison)
+    if not deliveries:
         return
-    try:
-        with telemetry.STAGE_SECONDS.labels("count").time():
-            result = await count_batch(redis, consumer_id, good)
-    except Exception:
-        telemetry.ERRORS.labels("pull_worker").inc()
-        last_chance = [m for m in good if m.delivered >= names.MAX_DELIVER]
-        retry = [m for m in good if m.delivered < names.MAX_DELIVER]
-        if retry:
-            await jetstream.nak(retry, delay=RETRY_DELAY_S)
-        if last_chance:
-            # Not acked: the key stays in flight in Redis and the sweeper republishes it later.
-            with trio.move_on_after(1):
-                await record_dead_letters(redis, last_chance)
-            await jetstream.term(last_chance)
-        raise
-    telemetry.CONSUMED.inc(result.counted)
-    telemetry.DUPLICATES.inc(result.duplicates)
-    telemetry.STALE.inc(result.stale)
-    await jetstream.ack(good)
+    held = [d.message for d in deliveries]
+    states = await until_done(ctx, held, "checking leases", lambda: begin(ctx, deliveries))
+    live = [d for d, state in zip(deliveries, states, strict=True) if state == 1]
+    settled = [d.message for d, state in zip(deliveries, states, strict=True) if state != 1]
+    telemetry.DUPLICATES.inc(sum(1 for s in states if s == 0))
+    telemetry.STALE.inc(sum(1 for s in states if s == 2))
+    if not live:
+        await ctx.jetstream.ack(settled)
+        return
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_keep_alive, ctx, live)
+        outcomes = await run_handlers(ctx, live)
+        done = [d for d, failure in zip(live, outcomes, strict=True) if failure is None]
+        failed = [(d, f) for d, f in zip(live, outcomes, strict=True) if f is not None]
+        if done:
+            with telemetry.STAGE_SECONDS.labels("count").time():
+                result = await until_done(
+                    ctx, [d.message for d in done], "completing", lambda: complete(ctx, done)
+                )
+            telemetry.CONSUMED.inc(result.counted)
+            telemetry.DUPLICATES.inc(result.duplicates)
+            telemetry.STALE.inc(result.stale)
+        last = [(d.message, f) for d, f in failed if d.message.delivered >= names.MAX_DELIVER]
+        if last:
+            await until_done(
+                ctx,
+                [m for m, _ in last],
+                "recording dead letters",
+                lambda: record_dead_letters(ctx, last),
+            )
+        nursery.cancel_scope.cancel()
+    await ctx.jetstream.ack([*settled, *(d.message for d in done)])
+    for d, failure in failed:
+        if d.message.delivered < names.MAX_DELIVER:
+            log.info(
+                "handler failed on %r (delivery %d): %s; retrying",
+                d.message.key[:200],
+                d.message.delivered,
+                failure[:500],
+            )
+            await ctx.jetstream.nak(
+                [d.message], delay=RETRY_DELAY_S * 2 ** (d.message.delivered - 1)
+            )
+    if last:
+        await ctx.jetstream.term([m for m, _ in last])
 
 
 async def run_pull_worker(
-    redis: RedisGateway,
-    jetstream: JetStream,
-    consumer_id: str,
+    ctx: WorkerContext,
     readiness: Readiness,
     stop: trio.Event,
     batch: int,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Fetch, count and acknowledge until ``stop`` is set; the batch in hand is finished first.
+    """Fetch, handle and acknowledge until ``stop`` is set; the batch in hand is finished first.
 
     ``started`` fires once bound to the durable consumer. A failed fetch (NATS restarted, the
     stream or consumer gone) re-creates the topology and binds again, with back-off.
@@ -162,7 +355,7 @@ async def run_pull_worker(
         while not stop.is_set():
             try:
                 if feed is None:
-                    feed = await jetstream.open_feed()
+                    feed = await ctx.jetstream.open_feed()
                 messages = await feed.fetch(batch, FETCH_WAIT_S)
             except Exception as exc:
                 readiness.bound = False
@@ -172,7 +365,7 @@ async def run_pull_worker(
                 await _drop(feed)
                 feed = None
                 await backoff.wait()
-                await _ensure_topology(jetstream, throttle)
+                await _ensure_topology(ctx.jetstream, throttle)
                 continue
             readiness.bound = True
             backoff.reset()
@@ -182,10 +375,11 @@ async def run_pull_worker(
             if not messages:
                 continue
             try:
-                await handle_batch(redis, jetstream, consumer_id, messages)
-            except Exception as exc:
-                if throttle.allow("count"):
-                    log.warning("counting %d keys failed (%s); redelivering", len(messages), exc)
+                await handle_batch(ctx, messages)
+            except Exception as exc:  # settling failed (NATS away): JetStream redelivers
+                telemetry.ERRORS.labels("pull_worker").inc()
+                if throttle.allow("settle"):
+                    log.warning("settling %d messages failed (%s)", len(messages), exc)
                 await backoff.wait()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2):

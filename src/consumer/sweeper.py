@@ -1,11 +1,11 @@
-"""Task: find keys whose expiry nobody claimed, or whose claimer never got them consumed.
+"""Task: find registered keys whose expiry nobody claimed, and claims that were never handled.
 
 Redis pub/sub is fire and forget: an expiry that fires while no consumer listens is gone, a
 consumer can die between claiming a key and publishing it, and JetStream with memory storage
-forgets its queue when NATS restarts. The generator records each key's deadline, claims keep
-each key in flight under a lease until it is counted, and this task (in every consumer; the
-SWEEP script is atomic, so they never claim a key twice) republishes what fell through.
-Idle, a sweep is two range reads on empty or small sorted sets.
+forgets its queue when NATS restarts. Registered keys have their deadline in ``expiry:due``,
+every claim holds a lease until it is handled, and this task (in every consumer; its claims
+are atomic, so two sweepers never take one key twice) publishes what fell through.
+Idle, a sweep is one read of two sorted sets' heads.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import logging
 
 import trio
 
-from consumer.publishing import publish_claimed, sweep
+from consumer.publishing import claim_overdue, publish_claimed, scan_overdue, take_over
 from shared import names, scripts, telemetry
 from shared.bridge import JetStream, RedisGateway
 from shared.logs import Throttle
+from shared.patterns import KeyPatterns
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,17 @@ SWEEP_LIMIT = 2000
 async def run_sweeper(
     redis: RedisGateway,
     jetstream: JetStream,
+    patterns: KeyPatterns,
     lease_ms: int,
     grace_ms: int,
+    window_ms: int,
     interval_ms: int,
 ) -> None:
-    """Sweep every ``interval_ms`` until cancelled; sweep again at once while work is found."""
+    """Sweep every ``interval_ms`` until cancelled; sweep again at once while work is found.
+
+    Only registered keys matching ``patterns`` are taken: other fleets sharing the Redis may
+    handle the rest.
+    """
     throttle = Throttle()
     reconnects_seen = jetstream.events.reconnects
     while True:
@@ -40,26 +47,48 @@ async def run_sweeper(
             if jetstream.events.reconnects != reconnects_seen:
                 reconnects_seen = jetstream.events.reconnects
                 await _after_nats_reconnect(redis, jetstream)
-            while True:
-                test_id, claimed = await sweep(redis, lease_ms, grace_ms, SWEEP_LIMIT)
-                if not claimed:
-                    break
-                published = await publish_claimed(redis, jetstream, test_id, claimed)
-                log.info("recovered %d keys (%d published)", len(claimed), published)
-                if len(claimed) < SWEEP_LIMIT:
-                    break
+            while await sweep_once(redis, jetstream, patterns, lease_ms, grace_ms, window_ms):
+                pass
         except Exception as exc:
             telemetry.ERRORS.labels("sweeper").inc()
             if throttle.allow("sweep"):
                 log.warning("sweep failed: %s", exc)
 
 
-async def _after_nats_reconnect(redis: RedisGateway, jetstream: JetStream) -> None:
-    """A NATS restart empties a memory stream: make every key in flight due for republishing.
+async def sweep_once(
+    redis: RedisGateway,
+    jetstream: JetStream,
+    patterns: KeyPatterns,
+    lease_ms: int,
+    grace_ms: int,
+    window_ms: int,
+) -> bool:
+    """One sweep; True when it found a full batch (more may be waiting)."""
+    due, stale = await scan_overdue(redis, grace_ms, SWEEP_LIMIT)
+    mine = [key for key in due if patterns.matches(key)]
+    recovered = 0
+    if mine:
+        claimed = await claim_overdue(redis, mine, lease_ms, grace_ms, window_ms)
+        if claimed.members:
+            await publish_claimed(redis, jetstream, claimed)
+            recovered += len(claimed.members)
+    if stale:
+        taken = await take_over(redis, stale, lease_ms)
+        if taken.members:
+            await publish_claimed(redis, jetstream, taken)
+            recovered += len(taken.members)
+    if recovered:
+        log.info("recovered %d keys", recovered)
+    return len(mine) >= SWEEP_LIMIT or len(stale) >= SWEEP_LIMIT
 
-    Where the queue survived, JetStream drops the republished copies by their message ids.
+
+async def _after_nats_reconnect(redis: RedisGateway, jetstream: JetStream) -> None:
+    """A NATS restart empties a memory stream: make every claim in flight due for republishing.
+
+    Where the queue survived, the republished copies find their leases gone once the first
+    copies are handled, and are only acknowledged.
     """
     await jetstream.ensure_topology()
-    released = await redis.script(scripts.RELEASE_ALL, (names.TEST_INFLIGHT,), [])
+    released = await redis.script(scripts.RELEASE_ALL, (names.EXPIRY_LEASES,), [])
     if released:
         log.info("NATS reconnected: %d keys in flight will be republished", released)

@@ -13,8 +13,9 @@ import trio
 from generator.status import RUNNING_STATES, read_snapshot, verdict
 from generator.validation import TestConfig
 from shared import names, telemetry
-from shared.bridge import RedisGateway
+from shared.bridge import RedisError, RedisGateway
 from shared.bridge.redis_io import Command
+from shared.registration import ensure_library, is_missing_function, register_many_command
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +33,19 @@ def new_test_id() -> str:
     return time.strftime("t-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def write_commands(test_id: str, first: int, count: int, ttl_ms: int, now_ms: int) -> list[Command]:
+def write_commands(test_id: str, first: int, count: int, ttl_ms: int) -> list[Command]:
     """One pipeline writing keys ``first``..``first+count-1``.
 
-    The pending entry (with the key's deadline) goes in before the key itself, so a key can
-    never expire without a record that it was due. The generated count is set, not added to,
-    so that the pipeline can be retried after a dropped connection.
+    The keys are registered with the pipeline (``expiry_register_many``: each key and its
+    deadline written together), so a key whose expiry nobody heard is still recovered. The
+    generated count is set, not added to, so that the pipeline can be retried after a dropped
+    connection.
     """
-    deadline = now_ms + ttl_ms
-    keys = [names.gen_key(seq) for seq in range(first, first + count)]
-    pending: list[str | int] = []
-    for key in keys:
-        pending += [deadline, key]
-    commands: list[Command] = [("ZADD", names.TEST_PENDING, *pending)]
-    commands += [("SET", key, test_id, "PX", ttl_ms) for key in keys]
-    commands.append(("SET", names.METRICS_GENERATED, first + count))
-    return commands
+    items = [(names.gen_key(seq), test_id) for seq in range(first, first + count)]
+    return [
+        register_many_command(items, ttl_ms),
+        ("SET", names.METRICS_GENERATED, first + count),
+    ]
 
 
 def keys_due(elapsed_s: float, delay_ms: int, written: int, total: int) -> int:
@@ -143,6 +141,8 @@ class TestRunner:
                     test_id,
                     "state",
                     "starting",
+                    "key_prefix",
+                    names.GEN_KEY_PREFIX,
                     *_flatten(config.as_dict()),
                 ),
                 (
@@ -153,10 +153,14 @@ class TestRunner:
                 ),
             ]
         )
-        for pattern in (f"{names.GEN_KEY_PREFIX}*", f"{names.DEDUP_KEY_PREFIX}*"):
+        for pattern in (f"{names.GEN_KEY_PREFIX}*", names.dedup_key(f"{names.GEN_KEY_PREFIX}*")):
             removed = await redis.unlink_matching(pattern)
             if removed:
                 log.info("removed %d leftover %s keys", removed, pattern)
+        removed = await redis.unregister_matching(names.EXPIRY_DUE, f"{names.GEN_KEY_PREFIX}*")
+        if removed:
+            log.info("removed %d leftover registrations of %s keys", removed, names.GEN_KEY_PREFIX)
+        await ensure_library(redis)
         await redis.call(
             "HSET", names.TEST_CURRENT, "state", "generating", "started_at", repr(time.time())
         )
@@ -202,14 +206,20 @@ class TestRunner:
                     break
             count = keys_due(trio.current_time() - begin, config.key_delay, written, total)
             count = max(1, min(count, CHUNK))
-            now_ms = int(time.time() * 1000)
-            await self._redis.pipeline(
-                write_commands(test_id, written, count, config.key_ttl, now_ms)
-            )
+            await self._write(write_commands(test_id, written, count, config.key_ttl))
             written += count
             telemetry.GENERATED.inc(count)
             await trio.lowlevel.checkpoint()
         return written
+
+    async def _write(self, commands: list[Command]) -> None:
+        try:
+            await self._redis.pipeline(commands)
+        except RedisError as exc:
+            if not is_missing_function(exc):
+                raise
+            await ensure_library(self._redis)  # Redis lost it (a restart without persistence)
+            await self._redis.pipeline(commands)
 
     async def _drain(self, final_state: str) -> None:
         """Wait until every written key is consumed, or nothing moves for the drain timeout."""

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.patterns import KeyPatterns, PatternError
+
 
 class ConfigError(ValueError):
     """A configuration variable has a value the service cannot use."""
@@ -54,6 +56,11 @@ class ConsumerConfig:
     sweep_interval_ms: int
     sweep_grace_ms: int
     shutdown_grace_s: float
+    key_patterns: tuple[str, ...] = ("gen-key:*",)
+    dedup_window_ms: int = 5000
+    handler: str = "generator.handler:count"
+    handler_concurrency: int = 64
+    handler_timeout_ms: int = 30_000
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -163,4 +170,21 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         sweep_interval_ms=_int(env, "SWEEP_INTERVAL_MS", 1000, 50, 600_000),
         sweep_grace_ms=_int(env, "SWEEP_GRACE_MS", 2000, 0, 600_000),
         shutdown_grace_s=float(_int(env, "SHUTDOWN_GRACE_S", 5, 1, 300)),
+        key_patterns=_key_patterns(env),
+        dedup_window_ms=_int(env, "DEDUP_WINDOW_MS", 5000, 100, 86_400_000),
+        handler=_get(env, "HANDLER", "generator.handler:count"),
+        handler_concurrency=_int(env, "HANDLER_CONCURRENCY", 64, 1, 10_000),
+        handler_timeout_ms=_int(env, "HANDLER_TIMEOUT_MS", 30_000, 100, 3_600_000),
     )
+
+
+def _key_patterns(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(env, "KEY_PATTERNS", "gen-key:*")
+    patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+    try:
+        KeyPatterns(patterns)
+    except PatternError as exc:
+        raise ConfigError(
+            f"KEY_PATTERNS={raw!r} is not a list of Redis glob patterns: {exc}"
+        ) from None
+    return patterns

@@ -1,35 +1,61 @@
 """Every Redis key and NATS name the system uses, on one screen.
 
-Per-test keys are listed in ``PER_TEST_KEYS`` so that a new test can clear what an earlier one
-left behind without scanning the keyspace with ``KEYS``.
+Two layers share one Redis:
+
+* the **pipeline** (any application's expiring keys): claim records ``dedup:<key>``, the
+  registry of announced deadlines ``expiry:due``, the leases of claimed keys not yet handled
+  ``expiry:leases``, dead letters, and the seed-compatible counters ``metrics:consumed`` and
+  ``metrics:consumer:<id>``;
+* the **load test** that uses it: ``test:*`` keys describing the current test and recording,
+  key by key, what was consumed. Per-test keys are listed in ``PER_TEST_KEYS`` so that a new
+  test clears what an earlier one left without scanning the keyspace with ``KEYS``.
 """
 
 from typing import Final
 
-# --- Redis -------------------------------------------------------------------------------
-GEN_KEY_PREFIX: Final = "gen-key:"
+# --- Redis: the pipeline -----------------------------------------------------------------
 DEDUP_KEY_PREFIX: Final = "dedup:"
 EXPIRED_CHANNEL: Final = "__keyevent@{db}__:expired"
+
+#: Sorted set of registered keys waiting to expire; member = key, score = deadline (unix ms).
+#: Written by the ``expiry_register`` functions together with the key itself.
+EXPIRY_DUE: Final = "expiry:due"
+#: Sorted set of claimed keys not yet handled; member = lease (see ``lease_member``),
+#: score = lease end (unix ms). A lease that runs out is republished by a sweeper.
+EXPIRY_LEASES: Final = "expiry:leases"
+#: Counter handing out claim ids (one per claim; a claim id is a message's identity).
+EXPIRY_CLAIM_SEQ: Final = "expiry:claim_seq"
+#: List of the latest dead letters, newest first, as JSON records.
+EXPIRY_DEAD_LETTERS: Final = "expiry:dead_letters"
+#: How many dead-letter records ``EXPIRY_DEAD_LETTERS`` keeps.
+DEAD_LETTERS_KEPT: Final = 1000
+#: Prefixes of the pipeline's own keys: never handled as an application's key.
+INTERNAL_PREFIXES: Final = (DEDUP_KEY_PREFIX, "expiry:")
+
+#: The Redis function library producers call to register keys (``FCALL expiry_register``).
+FUNCTION_LIBRARY: Final = "expiry_pipeline"
+FN_REGISTER: Final = "expiry_register"
+FN_REGISTER_MANY: Final = "expiry_register_many"
+FN_VERSION: Final = "expiry_library_version"
 
 METRICS_GENERATED: Final = "metrics:generated"
 METRICS_CONSUMED: Final = "metrics:consumed"
 METRICS_CONSUMER_PREFIX: Final = "metrics:consumer:"
 #: Set of consumer ids that have a ``metrics:consumer:<id>`` count (listed and reset without KEYS).
 METRICS_CONSUMERS: Final = "metrics:consumers"
-#: Deliveries that found their key already counted (JetStream redelivery or a republish).
+#: Deliveries that found their key already handled (JetStream redelivery or a republish).
 METRICS_DUPLICATES: Final = "metrics:duplicates"
-#: Keys whose processing failed on every delivery (dead letters).
+#: Keys whose handler failed on every delivery (dead letters).
 METRICS_DEAD_LETTERS: Final = "metrics:dead_letters"
-#: Keys claimed by the sweeper rather than by an expiry event.
+#: Keys claimed by the sweeper rather than by an expiry event, and leases taken over.
 METRICS_RECOVERED: Final = "metrics:recovered"
 
-#: Hash describing the current test: id, state, config, timestamps.
+# --- Redis: the load test ----------------------------------------------------------------
+GEN_KEY_PREFIX: Final = "gen-key:"
+
+#: Hash describing the current test: id, state, config, key prefix, timestamps.
 TEST_CURRENT: Final = "test:current"
-#: Sorted set of generated keys waiting to be claimed; score = TTL deadline (unix ms).
-TEST_PENDING: Final = "test:pending"
-#: Sorted set of claimed keys not yet consumed; member = "<key>|<deadline ms>", score = lease end.
-TEST_INFLIGHT: Final = "test:inflight"
-#: Hash key -> "<consumer id> <delay ms>": the one record of each consumed key.
+#: Hash key -> "<consumer id> <delay ms>": the one record of each consumed key of the test.
 TEST_CONSUMED: Final = "test:consumed"
 #: Hash latency bucket -> count, for live percentiles without reading every key.
 TEST_LATENCY: Final = "test:latency"
@@ -42,8 +68,6 @@ PER_TEST_KEYS: Final = (
     METRICS_DUPLICATES,
     METRICS_DEAD_LETTERS,
     METRICS_RECOVERED,
-    TEST_PENDING,
-    TEST_INFLIGHT,
     TEST_CONSUMED,
     TEST_LATENCY,
     TEST_DEAD_LETTERS,
@@ -56,9 +80,8 @@ DURABLE: Final = "key_expiration_processors"
 MAX_DELIVER: Final = 3
 ACK_WAIT_S: Final = 5.0
 STREAM_MAX_AGE_S: Final = 24 * 3600
-#: Header carrying the key's TTL deadline (unix ms) so consumption delay can be measured.
-DEADLINE_HEADER: Final = "Key-Deadline"
-TEST_HEADER: Final = "Test-Id"
+#: Header carrying the claim's lease (see ``lease_member``): claim id, deadline, test, key.
+LEASE_HEADER: Final = "Expiry-Lease"
 
 
 def gen_key(seq: int) -> str:
@@ -67,7 +90,7 @@ def gen_key(seq: int) -> str:
 
 
 def dedup_key(key: str) -> str:
-    """The dedup key guarding ``key``."""
+    """The claim record guarding ``key``."""
     return f"{DEDUP_KEY_PREFIX}{key}"
 
 
@@ -76,14 +99,38 @@ def consumer_count_key(consumer_id: str) -> str:
     return f"{METRICS_CONSUMER_PREFIX}{consumer_id}"
 
 
-def msg_id(test_id: str, key: str) -> str:
-    """The JetStream ``Nats-Msg-Id`` of ``key`` in test ``test_id``."""
-    return f"{test_id}:{key}"
+def lease_member(claim_id: str, deadline: str, test_id: str, key: str) -> str:
+    """The ``expiry:leases`` member of one claim; the key goes last (it may contain ``|``)."""
+    return f"{claim_id}|{deadline}|{test_id}|{key}"
+
+
+def parse_lease(member: str) -> tuple[str, str, str, str] | None:
+    """(claim id, deadline, test id, key) of a lease member, or None when malformed."""
+    parts = member.split("|", 3)
+    if len(parts) != 4 or not parts[0].isdigit() or not parts[3]:
+        return None
+    if parts[1] and not parts[1].isdigit():
+        return None
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def msg_id(claim_id: str, generation: str = "") -> str:
+    """The JetStream ``Nats-Msg-Id`` of a claim's message.
+
+    A republished claim gets a new ``generation`` so that JetStream's duplicate window does not
+    drop it; a second delivery of one claim is recognised by its lease, not by this id.
+    """
+    return f"claim-{claim_id}" if not generation else f"claim-{claim_id}.{generation}"
 
 
 def expired_channel(db: int) -> str:
     """The keyevent channel on which Redis announces expirations in database ``db``."""
     return EXPIRED_CHANNEL.format(db=db)
+
+
+def is_internal(key: str) -> bool:
+    """Whether ``key`` is one of the pipeline's own keys (never an application's)."""
+    return key.startswith(INTERNAL_PREFIXES)
 
 
 def parse_gen_key(raw: bytes) -> int | None:

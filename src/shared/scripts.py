@@ -1,138 +1,344 @@
-"""Every Lua script the system runs in Redis. Each one is a single atomic step.
+"""Every Lua script the system runs in Redis, and the function library producers call.
 
-The life of a key, in the keys of ``shared.names``:
+Each script is one atomic step, and every key it touches arrives in ``KEYS``. The life of an
+expiring key, in the names of ``shared.names``:
 
-1. the generator adds it to ``test:pending`` (score: its TTL deadline) and writes ``gen-key:<n>``;
-2. one consumer *claims* it: from an expiry event (``CLAIM``) or, when no event was heard, from
-   the sweeper (``SWEEP``). Claiming writes ``dedup:<key>`` with the test's dedup window, moves
-   the key from ``test:pending`` to ``test:inflight`` with a lease, and returns it for publishing;
-3. the pull worker that receives it from JetStream *counts* it (``COUNT``): the first delivery
-   records it in ``test:consumed`` and bumps the counters, any later delivery only counts as a
-   duplicate; either way it leaves ``test:inflight``;
-4. a key whose lease runs out while still in flight (its claimer died, its message was lost with
-   a NATS restart) is claimed again by the sweeper and republished under the same message id.
+1. an application writes it with a TTL: plain ``SET … PX``, or ``FCALL expiry_register``, which
+   also records its deadline in ``expiry:due`` (a *registered* key);
+2. one consumer *claims* it: from its expiry event (``CLAIM``: ``SET dedup:<key> NX PX
+   <window>``) or, for a registered key whose event nobody claimed, from the sweeper
+   (``SWEEP_SCAN`` then ``SWEEP_CLAIM``). A claim gets an id and a lease in ``expiry:leases``;
+3. the claim is published to JetStream; the pull worker that receives it checks the lease is
+   still held (``BEGIN``), runs the handler, and *completes* the claim (``COMPLETE``): the
+   lease goes, the counters move once. A second delivery finds no lease and is only acked;
+4. a lease that runs out (its claimer died, its message was lost, a NATS restart) is taken over
+   by a sweeper (``RENEW_STALE``) and republished; a handler that fails on every delivery
+   ends as one dead letter (``DEAD_LETTER``).
 
-Keys computed inside the scripts (``dedup:`` names) keep this single-instance only.
+Keys that belong to the running load test (names starting with its key prefix) carry the
+test's id through all of this, so that its records are kept key by key.
 """
 
 from typing import Final
 
-_TEST_AND_CLOCK: Final = """
-local test = redis.call('HMGET', KEYS[1], 'id', 'dedup_window')
-local test_id, window = test[1], tonumber(test[2])
-if not test_id or not window then return {} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_PRELUDE: Final = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- The running test: id, dedup window and key prefix. While a test is starting (clearing what
+-- the last one left), keys with its prefix get the id '-', which matches no test: they are
+-- leftovers of the last test, never counted into the new one.
+local function running_test(current)
+  local t = redis.call('HMGET', current, 'id', 'state', 'dedup_window', 'key_prefix')
+  local state = t[2]
+  if t[1] and (state == 'generating' or state == 'draining') then
+    return t[1], tonumber(t[3]), t[4] or ''
+  elseif t[1] and state == 'starting' then
+    return '-', nil, t[4] or ''
+  end
+  return '', nil, ''
+end
+local function test_of(key, test_id, test_window, prefix, window)
+  if prefix ~= '' and string.sub(key, 1, #prefix) == prefix then
+    return test_id, test_window or window
+  end
+  return '', window
+end
 """
 
-#: KEYS: test:current, test:pending, test:inflight. ARGV: lease ms, key...
-#: Returns {test_id, key, deadline, key, deadline, ...} for the keys this caller won.
+#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, then dedup:<key> per key.
+#: ARGV: lease ms, dedup window ms (outside a test), then the keys in their dedup keys' order.
+#: Returns the lease members of the keys this caller won.
 CLAIM: Final = (
-    _TEST_AND_CLOCK
+    _PRELUDE
     + """
-local lease_end = now + tonumber(ARGV[1])
-local won = {test_id}
-for i = 2, #ARGV do
+local test_id, test_window, prefix = running_test(KEYS[1])
+local lease_end = now_ms() + tonumber(ARGV[1])
+local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
+local first_seq = seq
+local won = {}
+for i = 3, #ARGV do
   local key = ARGV[i]
-  local deadline = redis.call('ZSCORE', KEYS[2], key)
-  if deadline and redis.call('SET', 'dedup:' .. key, test_id, 'NX', 'PX', window) then
-    redis.call('ZREM', KEYS[2], key)
-    redis.call('ZADD', KEYS[3], lease_end, key .. '|' .. deadline)
-    won[#won + 1] = key
-    won[#won + 1] = deadline
+  local tid, window = test_of(key, test_id, test_window, prefix, tonumber(ARGV[2]))
+  if redis.call('SET', KEYS[i + 2], seq + 1, 'NX', 'PX', window) then
+    seq = seq + 1
+    local deadline = redis.call('ZSCORE', KEYS[2], key)
+    if deadline then redis.call('ZREM', KEYS[2], key) else deadline = '' end
+    local member = seq .. '|' .. deadline .. '|' .. tid .. '|' .. key
+    redis.call('ZADD', KEYS[3], lease_end, member)
+    won[#won + 1] = member
   end
 end
+if seq ~= first_seq then redis.call('SET', KEYS[4], seq) end
 return won
 """
 )
 
-#: KEYS: test:current, test:pending, test:inflight, metrics:recovered.
-#: ARGV: lease ms, grace ms, limit.
-#: Claims keys past their deadline (plus grace) whose expiry nobody claimed, and keys whose lease
-#: ran out. Returns {test_id, key, deadline, ...} like CLAIM.
-SWEEP: Final = (
-    _TEST_AND_CLOCK
+#: KEYS: expiry:due, expiry:leases. ARGV: grace ms, limit.
+#: Returns {registered keys overdue by more than the grace, lease members whose lease ran out}.
+#: Read only: ``SWEEP_CLAIM`` and ``RENEW_STALE`` check each again atomically.
+SWEEP_SCAN: Final = (
+    _PRELUDE
     + """
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+                       'LIMIT', 0, tonumber(ARGV[2]))
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+return {due, stale}
+"""
+)
+
+#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered, then per
+#:       key the key itself and its dedup key.
+#: ARGV: lease ms, grace ms, dedup window ms (outside a test), then the keys.
+#: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed. A key
+#: still alive (its TTL was extended) is given its new deadline; a key that no longer expires
+#: (PERSIST) leaves the registry. Returns the lease members claimed, like CLAIM.
+SWEEP_CLAIM: Final = (
+    _PRELUDE
+    + """
+local test_id, test_window, prefix = running_test(KEYS[1])
+local now = now_ms()
 local lease_end = now + tonumber(ARGV[1])
-local limit = tonumber(ARGV[3])
-local claimed = {test_id}
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[2]),
-                       'WITHSCORES', 'LIMIT', 0, limit)
-for i = 1, #due, 2 do
-  local key, deadline = due[i], due[i + 1]
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 then
-    redis.call('ZREM', KEYS[2], key)
-    redis.call('SET', 'dedup:' .. key, test_id, 'PX', window)
-    redis.call('ZADD', KEYS[3], lease_end, key .. '|' .. deadline)
-    claimed[#claimed + 1] = key
-    claimed[#claimed + 1] = deadline
-  else
-    -- still alive (written late): look again when it is really due
-    redis.call('ZADD', KEYS[2], now + ttl, key)
+local cutoff = now - tonumber(ARGV[2])
+local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
+local first_seq = seq
+local claimed = {}
+for i = 4, #ARGV do
+  local key = ARGV[i]
+  local at = 6 + (i - 4) * 2
+  local deadline = redis.call('ZSCORE', KEYS[2], key)
+  if deadline and tonumber(deadline) <= cutoff then
+    local ttl = redis.call('PTTL', KEYS[at])
+    if ttl == -2 then
+      local tid, window = test_of(key, test_id, test_window, prefix, tonumber(ARGV[3]))
+      seq = seq + 1
+      redis.call('SET', KEYS[at + 1], seq, 'PX', window)
+      redis.call('ZREM', KEYS[2], key)
+      local member = seq .. '|' .. deadline .. '|' .. tid .. '|' .. key
+      redis.call('ZADD', KEYS[3], lease_end, member)
+      claimed[#claimed + 1] = member
+    elseif ttl == -1 then
+      redis.call('ZREM', KEYS[2], key)
+    else
+      redis.call('ZADD', KEYS[2], now + ttl, key)
+    end
   end
 end
-local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)
-for _, member in ipairs(stale) do
-  redis.call('ZADD', KEYS[3], lease_end, member)
-  local bar = string.find(member, '|', 1, true)
-  claimed[#claimed + 1] = string.sub(member, 1, bar - 1)
-  claimed[#claimed + 1] = string.sub(member, bar + 1)
-end
-if #claimed > 1 then redis.call('INCRBY', KEYS[4], (#claimed - 1) / 2) end
+if seq ~= first_seq then redis.call('SET', KEYS[4], seq) end
+if #claimed > 0 then redis.call('INCRBY', KEYS[5], #claimed) end
 return claimed
 """
 )
 
-#: KEYS: test:inflight. ARGV: member... — ends the leases of keys a publisher could not publish,
-#: so that any consumer's sweeper claims them at once.
+#: KEYS: expiry:leases, metrics:recovered. ARGV: lease ms, then lease members.
+#: Takes over the leases among ``members`` that have run out. Returns {now ms, member...}: the
+#: time tells the republished messages from the first ones.
+RENEW_STALE: Final = (
+    _PRELUDE
+    + """
+local now = now_ms()
+local taken = {tostring(now)}
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= now then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
+    taken[#taken + 1] = ARGV[i]
+  end
+end
+if #taken > 1 then redis.call('INCRBY', KEYS[2], #taken - 1) end
+return taken
+"""
+)
+
+#: KEYS: expiry:leases. ARGV: member... — ends the leases of claims a publisher could not
+#: publish, so that any consumer's sweeper takes them over at once.
 RELEASE: Final = """
 for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[i]) end
 return #ARGV
 """
 
-#: KEYS: test:inflight. Ends every lease (after a NATS restart lost the queued messages).
+#: KEYS: expiry:leases. Ends every lease (after a NATS restart lost the queued messages).
 RELEASE_ALL: Final = """
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, member in ipairs(members) do redis.call('ZADD', KEYS[1], 0, member) end
 return #members
 """
 
-#: KEYS: test:current, test:consumed, test:inflight, test:latency, metrics:consumed,
-#:       metrics:consumer:<id>, metrics:consumers, metrics:duplicates.
-#: ARGV: test id, consumer id, then (key, deadline, delay ms, latency bucket) per message.
-#: Returns {counted, duplicates}, or {-1, 0} when the messages belong to an earlier test.
-COUNT: Final = """
-if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {-1, 0} end
-local consumer = ARGV[2]
-local counted, duplicates = 0, 0
-for i = 3, #ARGV, 4 do
-  local key = ARGV[i]
-  if redis.call('HSETNX', KEYS[2], key, consumer .. ' ' .. ARGV[i + 2]) == 1 then
-    counted = counted + 1
-    redis.call('HINCRBY', KEYS[4], ARGV[i + 3], 1)
-  else
+#: KEYS: test:current, expiry:leases, metrics:duplicates.
+#: ARGV: lease ms, then (member, test id) per message.
+#: Before a handler runs: 1 = the lease is held (and now extended: the handler has the whole
+#: lease), 0 = no lease (the claim was handled already: a second delivery), 2 = the claim
+#: belongs to an earlier test (its lease is dropped, its handler never runs).
+BEGIN: Final = (
+    _PRELUDE
+    + """
+local current = redis.call('HGET', KEYS[1], 'id') or ''
+local lease_end = now_ms() + tonumber(ARGV[1])
+local states = {}
+local duplicates = 0
+for i = 2, #ARGV, 2 do
+  local member, tid = ARGV[i], ARGV[i + 1]
+  if not redis.call('ZSCORE', KEYS[2], member) then
+    states[#states + 1] = 0
     duplicates = duplicates + 1
+  elseif tid ~= '' and tid ~= current then
+    redis.call('ZREM', KEYS[2], member)
+    states[#states + 1] = 2
+  else
+    redis.call('ZADD', KEYS[2], 'XX', lease_end, member)
+    states[#states + 1] = 1
   end
-  redis.call('ZREM', KEYS[3], key .. '|' .. ARGV[i + 1])
+end
+if duplicates > 0 then redis.call('INCRBY', KEYS[3], duplicates) end
+return states
+"""
+)
+
+#: KEYS: test:current, expiry:leases, metrics:consumed, metrics:consumer:<id>,
+#:       metrics:consumers, metrics:duplicates, test:consumed, test:latency.
+#: ARGV: consumer id, then (member, key, test id, delay ms, latency bucket) per handled message;
+#: delay and bucket are '' for a key without a registered deadline.
+#: The first completion of a claim removes its lease and counts it; any later one only counts
+#: as a duplicate. Keys of the current test also get their record in test:consumed (a second
+#: record of one key is impossible; a key claimed twice shows as consumed > unique).
+#: Returns {counted, duplicates, stale}.
+COMPLETE: Final = """
+local current = redis.call('HGET', KEYS[1], 'id') or ''
+local consumer = ARGV[1]
+local counted, duplicates, stale = 0, 0, 0
+for i = 2, #ARGV, 5 do
+  local tid = ARGV[i + 2]
+  if redis.call('ZREM', KEYS[2], ARGV[i]) == 0 then
+    duplicates = duplicates + 1
+  elseif tid ~= '' and tid ~= current then
+    stale = stale + 1
+  else
+    counted = counted + 1
+    if tid ~= '' then
+      local recorded = redis.call('HSETNX', KEYS[7], ARGV[i + 1], consumer .. ' ' .. ARGV[i + 3])
+      if recorded == 1 and ARGV[i + 4] ~= '' then
+        redis.call('HINCRBY', KEYS[8], ARGV[i + 4], 1)
+      end
+    end
+  end
 end
 if counted > 0 then
-  redis.call('INCRBY', KEYS[5], counted)
-  redis.call('INCRBY', KEYS[6], counted)
-  redis.call('SADD', KEYS[7], consumer)
+  redis.call('INCRBY', KEYS[3], counted)
+  redis.call('INCRBY', KEYS[4], counted)
+  redis.call('SADD', KEYS[5], consumer)
 end
-if duplicates > 0 then redis.call('INCRBY', KEYS[8], duplicates) end
-return {counted, duplicates}
+if duplicates > 0 then redis.call('INCRBY', KEYS[6], duplicates) end
+return {counted, duplicates, stale}
 """
 
-#: KEYS: test:current, test:dead_letters, metrics:dead_letters, test:inflight.
-#: ARGV: test id ('' when unknown), key, deadline. Records a message given up on.
+#: KEYS: test:current, expiry:leases, expiry:dead_letters, metrics:dead_letters,
+#:       test:dead_letters.
+#: ARGV: records kept, then (member, key, test id, JSON record) per message given up on.
+#: A claim is a dead letter once: a message whose lease is already gone (another delivery
+#: completed it) is not one. A malformed message (member '') always is.
+#: Returns how many dead letters were recorded.
 DEAD_LETTER: Final = """
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
-redis.call('ZREM', KEYS[4], ARGV[2] .. '|' .. ARGV[3])
-if redis.call('SADD', KEYS[2], ARGV[2]) == 1 then
-  redis.call('INCR', KEYS[3])
-  return 1
+local current = redis.call('HGET', KEYS[1], 'id') or ''
+local recorded = 0
+for i = 2, #ARGV, 4 do
+  local member, key, tid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if member == '' or redis.call('ZREM', KEYS[2], member) == 1 then
+    recorded = recorded + 1
+    redis.call('LPUSH', KEYS[3], ARGV[i + 3])
+    if tid ~= '' and tid == current then redis.call('SADD', KEYS[5], key) end
+  end
 end
-return 0
+if recorded > 0 then
+  redis.call('INCRBY', KEYS[4], recorded)
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[1]) - 1)
+end
+return recorded
 """
+
+#: Bumped whenever the library's code changes; consumers replace an older library at start-up.
+FUNCTION_LIBRARY_VERSION: Final = 1
+
+#: The library producers call (Redis >= 7): ``FCALL expiry_register 2 <key> expiry:due <value>
+#: <ttl_ms>`` writes the key with its TTL and registers its deadline, atomically;
+#: ``FCALL expiry_register_many <n+1> <key>... expiry:due <ttl_ms> <value>...`` does n at once.
+#: Both return the deadline (unix ms, Redis's clock).
+FUNCTION_LIBRARY: Final = (
+    f"""#!lua name=expiry_pipeline
+local VERSION = {FUNCTION_LIBRARY_VERSION}
+"""
+    + """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function check_registry(name)
+  if string.sub(name, 1, 10) ~= 'expiry:due' then
+    return 'the last key must be the registry expiry:due, got ' .. name
+  end
+end
+
+local function check_key(name)
+  if name == '' or string.sub(name, 1, 6) == 'dedup:' or string.sub(name, 1, 7) == 'expiry:' then
+    return 'cannot register ' .. name .. ': dedup: and expiry: keys belong to the pipeline'
+  end
+end
+
+local function ttl_of(value)
+  local ttl = tonumber(value)
+  if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
+    return nil, 'ttl_ms must be a positive whole number of milliseconds, got ' .. tostring(value)
+  end
+  return ttl
+end
+
+-- FCALL expiry_register 2 <key> expiry:due <value> <ttl_ms>
+local function register(keys, args)
+  if #keys ~= 2 or #args ~= 2 then
+    return redis.error_reply('ERR usage: FCALL expiry_register 2 <key> expiry:due <value> <ttl_ms>')
+  end
+  local problem = check_registry(keys[2]) or check_key(keys[1])
+  if problem then return redis.error_reply('ERR ' .. problem) end
+  local ttl, bad = ttl_of(args[2])
+  if not ttl then return redis.error_reply('ERR ' .. bad) end
+  local deadline = now_ms() + ttl
+  redis.call('ZADD', keys[2], deadline, keys[1])
+  redis.call('SET', keys[1], args[1], 'PX', ttl)
+  return deadline
+end
+
+-- FCALL expiry_register_many <n+1> <key1> ... <keyn> expiry:due <ttl_ms> <value1> ... <valuen>
+local function register_many(keys, args)
+  local n = #keys - 1
+  if n < 1 or #args ~= n + 1 then
+    return redis.error_reply('ERR usage: FCALL expiry_register_many <n+1> <key1> ... <keyn> '
+      .. 'expiry:due <ttl_ms> <value1> ... <valuen>')
+  end
+  local registry = keys[#keys]
+  local problem = check_registry(registry)
+  if problem then return redis.error_reply('ERR ' .. problem) end
+  for i = 1, n do
+    problem = check_key(keys[i])
+    if problem then return redis.error_reply('ERR ' .. problem) end
+  end
+  local ttl, bad = ttl_of(args[1])
+  if not ttl then return redis.error_reply('ERR ' .. bad) end
+  local deadline = now_ms() + ttl
+  for i = 1, n do
+    redis.call('ZADD', registry, deadline, keys[i])
+    redis.call('SET', keys[i], args[i + 1], 'PX', ttl)
+  end
+  return deadline
+end
+
+redis.register_function('expiry_register', register)
+redis.register_function('expiry_register_many', register_many)
+redis.register_function{
+  function_name = 'expiry_library_version',
+  callback = function() return VERSION end,
+  flags = {'no-writes'},
+}
+"""
+)

@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 EVENTS = Counter(
     "expiry_events_total", "Expired-key events received from Redis", ["kind"]
-)  # kind: gen_key | ignored
+)  # kind: matched | ignored
 CLAIMS = Counter("dedup_claims_total", "Claim attempts on expired keys", ["outcome"])  # won | lost
 RECOVERED = Counter("recovered_keys_total", "Keys claimed by the sweeper (no event was heard)")
 PUBLISHED = Counter("published_total", "Keys published to JetStream", ["outcome"])  # ok | failed
@@ -15,6 +15,14 @@ DUPLICATES = Counter("duplicate_deliveries_total", "Deliveries of keys already c
 REDELIVERIES = Counter("redeliveries_total", "JetStream deliveries after the first")
 STALE = Counter("stale_messages_total", "Messages of an earlier test, acknowledged and dropped")
 DEAD_LETTERS = Counter("dead_letters_total", "Messages given up on (poison or max deliveries)")
+HANDLED = Counter(
+    "handler_calls_total", "Calls of the handler by outcome", ["outcome"]
+)  # outcome: ok | failed | timeout
+HANDLER_SECONDS = Histogram(
+    "handler_seconds",
+    "Time one handler call took",
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)
 ERRORS = Counter("errors_total", "Errors by task", ["task"])
 BATCH_SIZE = Histogram(
     "batch_size",

@@ -2,16 +2,14 @@
 
 import trio
 
-from consumer.expiry_listener import run_expiry_listener, select_gen_keys
+from consumer.expiry_listener import run_expiry_listener
 from consumer.readiness import Readiness
 from shared.local_system import RedisServer
+from shared.patterns import KeyPatterns
 from shared.pubsub import RedisAddress
 from tests.helpers import bridged_redis, eventually
 
-
-def test_select_gen_keys_ignores_everything_else() -> None:
-    payloads = [b"gen-key:1", b"dedup:gen-key:1", b"gen-key:x", b"\xff\xfe", b"gen-key:22"]
-    assert select_gen_keys(payloads) == ["gen-key:1", "gen-key:22"]
+PATTERNS = KeyPatterns(["gen-key:*", "session:*"])
 
 
 async def collect(receive: trio.MemoryReceiveChannel[list[str]], into: list[str]) -> None:
@@ -28,11 +26,13 @@ async def start_listener(
     send, receive = trio.open_memory_channel[list[str]](100)
     nursery.start_soon(collect, receive, heard)
     address = RedisAddress.from_url(redis_server.url)
-    await nursery.start(run_expiry_listener, address, "__keyevent@0__:expired", send, readiness)
+    await nursery.start(
+        run_expiry_listener, address, "__keyevent@0__:expired", PATTERNS, send, readiness
+    )
     return readiness
 
 
-async def test_passes_on_every_expired_gen_key_and_nothing_else(
+async def test_passes_on_every_expired_key_matching_the_patterns_and_nothing_else(
     redis_server: RedisServer,
 ) -> None:
     heard: list[str] = []
@@ -45,19 +45,22 @@ async def test_passes_on_every_expired_gen_key_and_nothing_else(
                 ("SET", f"gen-key:{i}", "x", "PX", 20),
                 ("SET", f"dedup:gen-key:{i}", "x", "PX", 20),
                 ("SET", f"other:{i}", "x", "PX", 20),
+                ("SET", f"session:{i}", "x", "PX", 20),
             ]
-        commands.append(("SET", "gen-key:" + "7" * 5000, "x", "PX", 20))
+        long_name = "gen-key:" + "7" * 5000
+        commands.append(("SET", long_name, "x", "PX", 20))
         commands.append(("SET", b"gen-key:\xff", "x", "PX", 20))
         await redis.pipeline(commands)
 
         async def all_heard() -> bool:
             await redis.call("SCAN", 0, "COUNT", 10_000)  # touching keys expires them sooner
-            return len(heard) >= 500
+            return len(heard) >= 1001
 
         await eventually(all_heard)
         await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
-    assert sorted(heard) == sorted(f"gen-key:{i}" for i in range(500))
+    expected = [f"gen-key:{i}" for i in range(500)] + [f"session:{i}" for i in range(500)]
+    assert sorted(heard) == sorted([*expected, long_name])
 
 
 async def test_resubscribes_after_redis_drops_the_connection(redis_server: RedisServer) -> None:
@@ -92,7 +95,9 @@ async def test_waits_for_redis_that_is_not_up_yet(tmp_path: object) -> None:
     async with trio.open_nursery() as nursery:
         send, _receive = trio.open_memory_channel[list[str]](10)
         nursery.start_soon(
-            lambda: run_expiry_listener(address, "__keyevent@0__:expired", send, readiness)
+            lambda: run_expiry_listener(
+                address, "__keyevent@0__:expired", PATTERNS, send, readiness
+            )
         )
         await trio.sleep(0.3)
         assert not readiness.subscribed

@@ -1,15 +1,19 @@
-"""Dedup + publisher and pull worker against real Redis and NATS JetStream."""
+"""Dedup + publisher and pull workers against real Redis and NATS JetStream."""
 
-import time
+from collections.abc import Sequence
 
 import trio
 
 from consumer.dedup_publisher import run_dedup_publisher, take_waiting
-from consumer.pull_worker import run_pull_worker
+from consumer.handler import ExpiredKey, Handler
+from consumer.publishing import Claimed, claim, message_of
+from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
+from generator.handler import count
 from shared import names, scripts
+from shared.bridge import JetStream, RedisGateway
 from shared.local_system import NatsServer, RedisServer
-from tests.helpers import add_pending, bridged, eventually, start_test_record
+from tests.helpers import add_due, bridged, eventually, start_test_record
 
 
 def test_take_waiting_merges_queued_batches_up_to_the_limit() -> None:
@@ -20,83 +24,180 @@ def test_take_waiting_merges_queued_batches_up_to_the_limit() -> None:
     assert take_waiting([], receive, limit=10) == ["e"]
 
 
+def context(
+    redis: RedisGateway,
+    jetstream: JetStream,
+    consumer_id: str,
+    handler: Handler = count,
+    concurrency: int = 64,
+    timeout_s: float = 30,
+) -> WorkerContext:
+    return WorkerContext(
+        redis=redis,
+        jetstream=jetstream,
+        consumer_id=consumer_id,
+        handler=handler,
+        limiter=trio.CapacityLimiter(concurrency),
+        lease_ms=30_000,
+        handler_timeout_s=timeout_s,
+    )
+
+
+async def run_workers(contexts: Sequence[WorkerContext], jetstream: JetStream) -> None:
+    """Run a pull worker per context until the work queue is empty and settled."""
+    stop = trio.Event()
+    readiness = Readiness()
+    async with trio.open_nursery() as nursery:
+        for ctx in contexts:
+            await nursery.start(run_pull_worker, ctx, readiness, stop, 64)
+
+        async def all_settled() -> bool:
+            state = await jetstream.consumer_state()
+            return state["num_pending"] == 0 and state["num_ack_pending"] == 0
+
+        await eventually(all_settled, limit_s=30)
+        stop.set()
+
+
 async def test_publishers_hearing_the_same_keys_publish_each_once(
     redis_server: RedisServer, nats_server: NatsServer
 ) -> None:
     keys = [f"gen-key:{i}" for i in range(300)]
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
         await start_test_record(redis)
-        await add_pending(redis, keys)
+        await add_due(redis, keys[:100])
         async with trio.open_nursery() as nursery:
             senders = []
             for _ in range(3):
                 send, receive = trio.open_memory_channel[list[str]](10)
                 senders.append(send)
-                await nursery.start(run_dedup_publisher, redis, jetstream, receive, 30_000, 100)
+                await nursery.start(
+                    run_dedup_publisher, redis, jetstream, receive, 30_000, 5000, 100
+                )
             for send in senders:
                 async with send:
                     for start in range(0, 300, 50):
                         await send.send(keys[start : start + 50])
         state = await jetstream.consumer_state()
         assert state["num_pending"] == 300
-        assert await redis.call("ZCARD", names.TEST_INFLIGHT) == 300
-        assert await redis.call("ZCARD", names.TEST_PENDING) == 0
+        assert await redis.call("ZCARD", names.EXPIRY_LEASES) == 300
+        assert await redis.call("ZCARD", names.EXPIRY_DUE) == 0
 
 
-async def test_pull_workers_count_every_key_once_despite_duplicates_and_poison(
+async def test_pull_workers_count_every_claim_once_despite_copies_and_poison(
     redis_server: RedisServer, nats_server: NatsServer
 ) -> None:
     keys = [f"gen-key:{i}" for i in range(200)]
-    deadline = str(int(time.time() * 1000))
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
         await start_test_record(redis)
-        items = [
-            (key, {"Nats-Msg-Id": f"t-test:{key}", "Test-Id": "t-test", "Key-Deadline": deadline})
-            for key in keys
-        ]
-        # A second copy of some keys under other message ids: JetStream keeps them, so the
-        # counting step must be what refuses to count them twice.
-        copies = [
-            (key, {"Nats-Msg-Id": f"copy:{key}", "Test-Id": "t-test", "Key-Deadline": deadline})
-            for key in keys[:20]
-        ]
-        poison = [("not a key", {"Nats-Msg-Id": "poison", "Test-Id": "t-test"})]
+        await add_due(redis, keys)
+        won = await claim(redis, keys, 30_000, 5000)
+        items = [message_of(member, "") for member in won.members]
+        # A second copy of some claims under other message ids (a republish): JetStream keeps
+        # them, so the lease must be what refuses to handle them twice.
+        copies = [message_of(member, "again") for member in won.members[:20]]
+        poison = [("not a claim", {"Nats-Msg-Id": "poison"})]
         assert all(await jetstream.publish_batch(items + copies + poison))
-        stop = trio.Event()
-        readiness = Readiness()
-        async with trio.open_nursery() as nursery:
-            for consumer_id in ("c-1", "c-2"):
-                await nursery.start(
-                    run_pull_worker, redis, jetstream, consumer_id, readiness, stop, 64
-                )
-
-            async def all_settled() -> bool:
-                state = await jetstream.consumer_state()
-                return state["num_pending"] == 0 and state["num_ack_pending"] == 0
-
-            await eventually(all_settled)
-            stop.set()
+        await run_workers(
+            [context(redis, jetstream, "c-1"), context(redis, jetstream, "c-2")], jetstream
+        )
         assert await redis.call("GET", names.METRICS_CONSUMED) == "200"
         assert await redis.call("HLEN", names.TEST_CONSUMED) == 200
         assert await redis.call("GET", names.METRICS_DUPLICATES) == "20"
         assert await redis.call("GET", names.METRICS_DEAD_LETTERS) == "1"
         per_consumer = await redis.call("MGET", "metrics:consumer:c-1", "metrics:consumer:c-2")
         assert sum(int(c or 0) for c in per_consumer) == 200
+        assert await redis.call("ZCARD", names.EXPIRY_LEASES) == 0
 
 
-async def test_a_key_whose_publish_failed_is_given_back(
+async def test_a_handler_that_fails_twice_then_succeeds_is_called_three_times_and_counted_once(
+    redis_server: RedisServer, nats_server: NatsServer
+) -> None:
+    calls: list[ExpiredKey] = []
+
+    async def flaky(event: ExpiredKey) -> None:
+        calls.append(event)
+        if event.attempt < 3:
+            raise RuntimeError(f"not yet ({event.attempt})")
+
+    async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
+        won = await claim(redis, ["order:1"], 30_000, 5000)
+        assert all(await jetstream.publish_batch([message_of(won.members[0], "")]))
+        await run_workers([context(redis, jetstream, "c-1", flaky)], jetstream)
+        assert [c.attempt for c in calls] == [1, 2, 3]
+        assert {(c.key, c.deadline_ms, c.test_id) for c in calls} == {("order:1", None, None)}
+        assert await redis.call("GET", names.METRICS_CONSUMED) == "1"
+        assert await redis.call("GET", names.METRICS_DEAD_LETTERS) is None
+        assert await redis.call("ZCARD", names.EXPIRY_LEASES) == 0
+
+
+async def test_a_handler_that_always_fails_ends_in_exactly_one_dead_letter(
+    redis_server: RedisServer, nats_server: NatsServer
+) -> None:
+    attempts: list[int] = []
+
+    async def broken(event: ExpiredKey) -> None:
+        attempts.append(event.attempt)
+        raise ValueError("the audit service said no")
+
+    async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
+        await start_test_record(redis)
+        won = await claim(redis, ["gen-key:7"], 30_000, 5000)
+        assert all(await jetstream.publish_batch([message_of(won.members[0], "")]))
+        await run_workers([context(redis, jetstream, "c-1", broken)], jetstream)
+        assert attempts == [1, 2, 3]
+        assert await redis.call("GET", names.METRICS_DEAD_LETTERS) == "1"
+        assert await redis.call("SMEMBERS", names.TEST_DEAD_LETTERS) == {"gen-key:7"}
+        records = await redis.call("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, -1)
+        assert len(records) == 1
+        assert "the audit service said no" in records[0] and '"attempts": 3' in records[0]
+        assert await redis.call("GET", names.METRICS_CONSUMED) is None
+        # The handler rejected it: no sweeper brings it back.
+        assert await redis.call("ZCARD", names.EXPIRY_LEASES) == 0
+
+
+async def test_handler_concurrency_is_bounded(
+    redis_server: RedisServer, nats_server: NatsServer
+) -> None:
+    running = 0
+    most = 0
+
+    async def slow(event: ExpiredKey) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await trio.sleep(0.02)
+        running -= 1
+
+    async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
+        won = await claim(redis, [f"job:{i}" for i in range(60)], 30_000, 5000)
+        assert all(await jetstream.publish_batch([message_of(m, "") for m in won.members]))
+        ctx = context(redis, jetstream, "c-1", slow, concurrency=4)
+        # Two workers in one process share one limiter.
+        await run_workers([ctx, ctx], jetstream)
+        assert most == 4
+        assert await redis.call("GET", names.METRICS_CONSUMED) == "60"
+
+
+async def test_a_claim_whose_publish_failed_is_given_back(
     redis_server: RedisServer, nats_server: NatsServer
 ) -> None:
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
-        await start_test_record(redis)
-        deadline = await add_pending(redis, ["gen-key:1"])
         nats_server.stop()  # every publish fails now
         send, receive = trio.open_memory_channel[list[str]](10)
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_dedup_publisher, redis, jetstream, receive, 60_000, 100)
+            await nursery.start(run_dedup_publisher, redis, jetstream, receive, 60_000, 5000, 100)
             async with send:
                 await send.send(["gen-key:1"])
         # Its lease was ended at once, so any sweeper takes it now rather than in 60 s.
-        score = await redis.call("ZSCORE", names.TEST_INFLIGHT, f"gen-key:1|{deadline}")
-        assert float(score) == 0
-        assert await redis.script(scripts.RELEASE, (names.TEST_INFLIGHT,), []) == 0
+        members = await redis.call("ZRANGE", names.EXPIRY_LEASES, 0, -1, "WITHSCORES")
+        assert len(members) == 1 and float(members[0][1]) == 0
+        assert await redis.script(scripts.RELEASE, (names.EXPIRY_LEASES,), []) == 0
+
+
+def test_the_message_carries_the_claim_and_a_new_id_when_republished() -> None:
+    member = names.lease_member("42", "1700000000000", "t-1", "a|b")
+    key, headers = message_of(member, "")
+    assert key == "a|b" and headers == {"Nats-Msg-Id": "claim-42", "Expiry-Lease": member}
+    assert message_of(member, "1700000000500")[1]["Nats-Msg-Id"] == "claim-42.1700000000500"
+    assert Claimed([member]).generation == ""

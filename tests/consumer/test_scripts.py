@@ -4,116 +4,125 @@ import time
 
 import trio
 
-from consumer.publishing import claim, sweep
-from consumer.pull_worker import count_batch
+from consumer.publishing import claim, claim_overdue, scan_overdue, take_over
 from shared import names, scripts
-from shared.bridge import JetStreamMessage
 from shared.local_system import RedisServer
-from tests.helpers import add_pending, bridged_redis, start_test_record
+from tests.helpers import add_due, bridged_redis, start_test_record
 
 
-def message(key: str, deadline: str, test_id: str = "t-test") -> JetStreamMessage:
-    return JetStreamMessage(key=key, test_id=test_id, deadline=deadline, delivered=1, handle=None)
+def keys_of(members: list[str]) -> list[str]:
+    parsed = [names.parse_lease(m) for m in members]
+    return sorted(p[3] for p in parsed if p is not None)
 
 
-async def test_exactly_one_claim_wins_and_the_window_comes_from_the_test(
+async def test_exactly_one_claim_wins_each_key_registered_or_not(
     redis_server: RedisServer,
 ) -> None:
     async with bridged_redis(redis_server.url) as redis:
-        await start_test_record(redis, dedup_window=7000)
-        deadline = await add_pending(redis, ["gen-key:1", "gen-key:2"])
-        results = []
+        deadline = await add_due(redis, ["session:1"])
+        results: list[list[str]] = []
 
         async def one_claim() -> None:
-            results.append(await claim(redis, ["gen-key:1", "gen-key:2", "gen-key:3"], 30000))
+            won = await claim(redis, ["session:1", "session:2", "order:3"], 30_000, 4000)
+            results.append(won.members)
 
         async with trio.open_nursery() as nursery:
             for _ in range(6):
                 nursery.start_soon(one_claim)
-        won = [pair for _, pairs in results for pair in pairs]
-        assert sorted(won) == [("gen-key:1", str(deadline)), ("gen-key:2", str(deadline))]
-        assert {test_id for test_id, _ in results} == {"t-test"}
-        assert 6000 < await redis.call("PTTL", "dedup:gen-key:1") <= 7000
-        assert await redis.call("EXISTS", "dedup:gen-key:3") == 0
-        assert await redis.call("ZCARD", names.TEST_PENDING) == 0
-        inflight = await redis.call("ZRANGE", names.TEST_INFLIGHT, 0, -1)
-        assert sorted(inflight) == [f"gen-key:1|{deadline}", f"gen-key:2|{deadline}"]
+        won = [member for members in results for member in members]
+        assert keys_of(won) == ["order:3", "session:1", "session:2"]
+        leases = {names.parse_lease(m) for m in won}
+        claim_ids = {lease[0] for lease in leases if lease}
+        assert len(claim_ids) == 3  # one id per claim
+        by_key = {lease[3]: lease for lease in leases if lease}
+        assert by_key["session:1"][1] == str(deadline)  # registered: the deadline travels
+        assert by_key["session:2"][1] == ""  # written with plain SET: no deadline known
+        assert by_key["order:3"][2] == ""  # no test runs
+        assert 3000 < await redis.call("PTTL", "dedup:session:2") <= 4000
+        assert await redis.call("ZCARD", names.EXPIRY_DUE) == 0
+        assert sorted(await redis.call("ZRANGE", names.EXPIRY_LEASES, 0, -1)) == sorted(won)
 
 
-async def test_no_claim_without_a_current_test(redis_server: RedisServer) -> None:
-    async with bridged_redis(redis_server.url) as redis:
-        await add_pending(redis, ["gen-key:1"])
-        assert await claim(redis, ["gen-key:1"], 30000) == ("", [])
-
-
-async def test_a_late_event_after_the_dedup_window_wins_nothing(redis_server: RedisServer) -> None:
-    async with bridged_redis(redis_server.url) as redis:
-        await start_test_record(redis, dedup_window=50)
-        await add_pending(redis, ["gen-key:1"])
-        _, won = await claim(redis, ["gen-key:1"], 30000)
-        assert len(won) == 1
-        await trio.sleep(0.1)  # the dedup key is gone now
-        assert await redis.call("EXISTS", "dedup:gen-key:1") == 0
-        assert await claim(redis, ["gen-key:1"], 30000) == ("t-test", [])
-
-
-async def test_sweep_claims_overdue_keys_once_and_leaves_live_ones(
+async def test_the_running_test_brings_its_window_and_its_id_to_its_own_keys(
     redis_server: RedisServer,
 ) -> None:
     async with bridged_redis(redis_server.url) as redis:
-        await start_test_record(redis)
+        await start_test_record(redis, dedup_window=7000)
+        won = await claim(redis, ["gen-key:1", "session:1"], 30_000, 4000)
+        leases = {lease[3]: lease for m in won.members if (lease := names.parse_lease(m))}
+        assert leases["gen-key:1"][2] == "t-test"
+        assert leases["session:1"][2] == ""
+        assert 6000 < await redis.call("PTTL", "dedup:gen-key:1") <= 7000
+        assert await redis.call("PTTL", "dedup:session:1") <= 4000
+        # While a new test is starting, the last test's leftovers belong to no test.
+        await redis.call("HSET", names.TEST_CURRENT, "state", "starting")
+        won = await claim(redis, ["gen-key:2"], 30_000, 4000)
+        assert names.parse_lease(won.members[0])[2] == "-"  # type: ignore[index]
+
+
+async def test_a_late_event_within_the_window_wins_nothing_after_it_wins_again(
+    redis_server: RedisServer,
+) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        assert len((await claim(redis, ["k:1"], 30_000, 100)).members) == 1
+        assert (await claim(redis, ["k:1"], 30_000, 100)).members == []
+        await trio.sleep(0.15)  # the dedup record is gone: the key expired again
+        assert len((await claim(redis, ["k:1"], 30_000, 100)).members) == 1
+
+
+async def test_sweep_claims_overdue_registered_keys_once_and_leaves_live_ones(
+    redis_server: RedisServer,
+) -> None:
+    async with bridged_redis(redis_server.url) as redis:
         old = int(time.time() * 1000) - 10_000
-        await add_pending(redis, [f"gen-key:{i}" for i in range(100)], deadline_ms=old)
-        await redis.call("SET", "gen-key:5", "alive", "PX", 60_000)  # not expired yet
-        results = []
+        await add_due(redis, [f"gen-key:{i}" for i in range(100)], deadline_ms=old)
+        await redis.call("SET", "gen-key:5", "alive", "PX", 60_000)  # its TTL was extended
+        await redis.call("SET", "gen-key:6", "kept")  # PERSISTed: it never expires now
+        results: list[list[str]] = []
 
         async def one_sweep() -> None:
-            results.append(await sweep(redis, lease_ms=30_000, grace_ms=1000, limit=1000))
+            due, _ = await scan_overdue(redis, 1000, 1000)
+            results.append((await claim_overdue(redis, due, 30_000, 1000, 5000)).members)
 
         async with trio.open_nursery() as nursery:
             for _ in range(4):
                 nursery.start_soon(one_sweep)
-        claimed = [key for _, pairs in results for key, _ in pairs]
-        assert len(claimed) == len(set(claimed)) == 99
-        assert "gen-key:5" not in claimed
-        assert await redis.call("ZRANGE", names.TEST_PENDING, 0, -1) == ["gen-key:5"]
-        assert int(await redis.call("ZSCORE", names.TEST_PENDING, "gen-key:5")) > old
-        assert await redis.call("GET", names.METRICS_RECOVERED) == "99"
-        # Nothing else is due, and leases have not run out.
-        assert (await sweep(redis, 30_000, 1000, 1000))[1] == []
+        claimed = [key for members in results for key in keys_of(members)]
+        assert len(claimed) == len(set(claimed)) == 98
+        assert "gen-key:5" not in claimed and "gen-key:6" not in claimed
+        assert await redis.call("ZRANGE", names.EXPIRY_DUE, 0, -1) == ["gen-key:5"]
+        assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "gen-key:5"))) > old
+        assert await redis.call("GET", names.METRICS_RECOVERED) == "98"
+        assert await redis.call("EXISTS", "dedup:gen-key:7") == 1
+        # Nothing else is due, and no lease has run out.
+        assert await scan_overdue(redis, 1000, 1000) == ([], [])
 
 
-async def test_sweep_reclaims_keys_whose_lease_ran_out(redis_server: RedisServer) -> None:
+async def test_a_lease_that_ran_out_is_taken_over_once(redis_server: RedisServer) -> None:
     async with bridged_redis(redis_server.url) as redis:
-        await start_test_record(redis)
-        deadline = await add_pending(redis, ["gen-key:1", "gen-key:2"])
-        await claim(redis, ["gen-key:1", "gen-key:2"], lease_ms=50)
+        won = await claim(redis, ["k:1", "k:2"], lease_ms=50, window_ms=5000)
         await trio.sleep(0.1)
-        _, again = await sweep(redis, lease_ms=30_000, grace_ms=1000, limit=10)
-        assert sorted(again) == [("gen-key:1", str(deadline)), ("gen-key:2", str(deadline))]
-        assert (await sweep(redis, 30_000, 1000, 10))[1] == []
-        # Giving keys back makes them due at once.
-        await redis.script(scripts.RELEASE, (names.TEST_INFLIGHT,), [f"gen-key:1|{deadline}"])
-        assert (await sweep(redis, 30_000, 1000, 10))[1] == [("gen-key:1", str(deadline))]
+        _, stale = await scan_overdue(redis, 1000, 10)
+        assert sorted(stale) == sorted(won.members)
+        first, second = await take_over(redis, stale, 30_000), await take_over(redis, stale, 30_000)
+        assert sorted(first.members) == sorted(won.members) and first.generation.isdigit()
+        assert second.members == []
+        # Giving claims back makes them due at once.
+        await redis.script(scripts.RELEASE, (names.EXPIRY_LEASES,), won.members[:1])
+        assert (await scan_overdue(redis, 1000, 10))[1] == won.members[:1]
 
 
-async def test_counting_is_idempotent_and_per_consumer(redis_server: RedisServer) -> None:
+async def test_registering_writes_the_key_and_its_deadline_together(
+    redis_server: RedisServer,
+) -> None:
+    from shared.registration import Registry, ensure_library
+
     async with bridged_redis(redis_server.url) as redis:
-        await start_test_record(redis)
-        deadline = await add_pending(redis, ["gen-key:1", "gen-key:2"])
-        await claim(redis, ["gen-key:1", "gen-key:2"], 30_000)
-        first = await count_batch(
-            redis, "c-1", [message("gen-key:1", str(deadline)), message("gen-key:2", str(deadline))]
-        )
-        again = await count_batch(redis, "c-2", [message("gen-key:1", str(deadline))])
-        stale = await count_batch(redis, "c-2", [message("gen-key:3", "1", test_id="t-old")])
-        assert (first.counted, first.duplicates) == (2, 0)
-        assert (again.counted, again.duplicates) == (0, 1)
-        assert stale.stale == 1
-        assert await redis.call("GET", names.METRICS_CONSUMED) == "2"
-        assert await redis.call("GET", "metrics:consumer:c-1") == "2"
-        assert await redis.call("GET", "metrics:consumer:c-2") is None
-        assert await redis.call("SMEMBERS", names.METRICS_CONSUMERS) == {"c-1"}
-        assert await redis.call("GET", names.METRICS_DUPLICATES) == "1"
-        assert sorted(await redis.call("HKEYS", names.TEST_CONSUMED)) == ["gen-key:1", "gen-key:2"]
-        assert await redis.call("ZCARD", names.TEST_INFLIGHT) == 0
+        await ensure_library(redis)
+        registry = Registry(redis)
+        before = int(time.time() * 1000)
+        deadline = await registry.register("session:9", "user-1", ttl_ms=60_000)
+        assert before + 59_000 < deadline < before + 61_000
+        assert await redis.call("GET", "session:9") == "user-1"
+        assert 59_000 < await redis.call("PTTL", "session:9") <= 60_000
+        assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "session:9"))) == deadline

@@ -2,24 +2,24 @@ from generator.runner import keys_due, new_test_id, write_commands
 from generator.status import Snapshot, status_document, verdict
 
 
-def test_write_commands_record_the_deadline_before_the_key() -> None:
-    commands = write_commands("t-1", first=10, count=3, ttl_ms=100, now_ms=1_000)
-    assert commands[0] == (
-        "ZADD",
-        "test:pending",
-        1100,
-        "gen-key:10",
-        1100,
-        "gen-key:11",
-        1100,
-        "gen-key:12",
-    )
-    assert commands[1:4] == [
-        ("SET", "gen-key:10", "t-1", "PX", 100),
-        ("SET", "gen-key:11", "t-1", "PX", 100),
-        ("SET", "gen-key:12", "t-1", "PX", 100),
+def test_write_commands_register_each_key_with_its_deadline() -> None:
+    commands = write_commands("t-1", first=10, count=3, ttl_ms=100)
+    assert commands == [
+        (
+            "FCALL",
+            "expiry_register_many",
+            4,
+            "gen-key:10",
+            "gen-key:11",
+            "gen-key:12",
+            "expiry:due",
+            100,
+            "t-1",
+            "t-1",
+            "t-1",
+        ),
+        ("SET", "metrics:generated", 13),
     ]
-    assert commands[-1] == ("SET", "metrics:generated", 13)
 
 
 def test_keys_due_paces_by_the_delay_and_catches_up() -> None:

@@ -12,7 +12,16 @@ def test_gen_key_round_trip() -> None:
 def test_dedup_and_counter_names_follow_the_contract() -> None:
     assert names.dedup_key("gen-key:7") == "dedup:gen-key:7"
     assert names.consumer_count_key("c-1") == "metrics:consumer:c-1"
-    assert names.msg_id("t-1", "gen-key:7") == "t-1:gen-key:7"
+    assert names.msg_id("7") == "claim-7"
+    assert names.msg_id("7", "1700000000000") == "claim-7.1700000000000"
+
+
+def test_a_lease_names_its_claim_and_the_key_goes_last() -> None:
+    member = names.lease_member("12", "1700000000000", "t-1", "odd|key")
+    assert names.parse_lease(member) == ("12", "1700000000000", "t-1", "odd|key")
+    assert names.parse_lease(names.lease_member("3", "", "", "k")) == ("3", "", "", "k")
+    for bad in ("", "x|1|t|k", "1|1|t|", "1|soon|t|k", "1|2|t"):
+        assert names.parse_lease(bad) is None, bad
     assert names.expired_channel(0) == "__keyevent@0__:expired"
 
 

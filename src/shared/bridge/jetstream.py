@@ -44,11 +44,10 @@ CONSUMER_CONFIG = api.ConsumerConfig(
 
 @dataclass(frozen=True)
 class JetStreamMessage:
-    """One delivery from the work queue."""
+    """One delivery from the work queue: a key and the lease of its claim."""
 
     key: str
-    test_id: str
-    deadline: str
+    lease: str
     delivered: int
     handle: Any
 
@@ -107,6 +106,11 @@ class JetStream:
     async def nak(self, messages: Sequence[JetStreamMessage], delay: float) -> None:
         """Ask for redelivery of ``messages`` after ``delay`` seconds."""
         await crossing(_settle)([m.handle for m in messages], "nak", delay)
+
+    async def in_progress(self, messages: Sequence[JetStreamMessage]) -> None:
+        """Tell JetStream ``messages`` are still being worked on (their ack wait starts again,
+        and no delivery attempt is spent)."""
+        await crossing(_settle)([m.handle for m in messages], "in_progress", None)
 
     async def term(self, messages: Sequence[JetStreamMessage]) -> None:
         """Tell JetStream never to deliver ``messages`` again."""
@@ -313,8 +317,7 @@ def _delivery(msg: Any) -> JetStreamMessage:
     headers = msg.headers or {}
     return JetStreamMessage(
         key=msg.data.decode("utf-8", "replace"),
-        test_id=headers.get(names.TEST_HEADER, ""),
-        deadline=headers.get(names.DEADLINE_HEADER, ""),
+        lease=headers.get(names.LEASE_HEADER, ""),
         delivered=msg.metadata.num_delivered,
         handle=msg,
     )
@@ -326,6 +329,8 @@ async def _settle(handles: Sequence[Any], how: str, delay: float | None) -> None
             await msg.ack()
         elif how == "nak":
             await msg.nak(delay=delay)
+        elif how == "in_progress":
+            await msg.in_progress()
         else:
             await msg.term()
 

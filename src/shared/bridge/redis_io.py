@@ -57,6 +57,10 @@ class RedisGateway:
         """Delete every key matching ``pattern`` with SCAN + UNLINK (never KEYS); return count."""
         return await crossing(_unlink_matching)(self._client, pattern, batch)
 
+    async def unregister_matching(self, zset: str, pattern: str, batch: int = 1000) -> int:
+        """Remove the members of ``zset`` matching ``pattern`` (ZSCAN + ZREM); return count."""
+        return await crossing(_zrem_matching)(self._client, zset, pattern, batch)
+
     async def aclose(self) -> None:
         """Close every connection."""
         await crossing(self._client.aclose)()
@@ -97,4 +101,17 @@ async def _unlink_matching(client: aioredis.Redis, pattern: str, batch: int) -> 
             chunk.clear()
     if chunk:
         removed += await client.unlink(*chunk)
+    return removed
+
+
+async def _zrem_matching(client: aioredis.Redis, zset: str, pattern: str, batch: int) -> int:
+    removed = 0
+    chunk: list[str] = []
+    async for member, _ in client.zscan_iter(zset, match=pattern, count=batch):
+        chunk.append(member)
+        if len(chunk) >= batch:
+            removed += await client.zrem(zset, *chunk)
+            chunk.clear()
+    if chunk:
+        removed += await client.zrem(zset, *chunk)
     return removed

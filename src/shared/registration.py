@@ -1,0 +1,111 @@
+"""Registering expiring keys with the pipeline: the Redis function library and its helpers.
+
+A producer that registers a key (``FCALL expiry_register``) gets the stronger promise: the key
+is processed even when no consumer heard its expiry. Consumers load the library at start-up
+(``ensure_library``, idempotent and versioned); trio code registers keys with ``Registry``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from shared import names, scripts
+from shared.bridge import RedisError, RedisGateway, open_bridge
+
+log = logging.getLogger(__name__)
+
+
+class FunctionsUnsupported(RuntimeError):
+    """This Redis has no Functions (``FUNCTION LOAD`` needs Redis 7.0 or later)."""
+
+
+def is_missing_function(exc: Exception) -> bool:
+    """Whether ``exc`` says the function library is not loaded."""
+    return "function not found" in str(exc).lower()
+
+
+async def library_version(redis: RedisGateway) -> int | None:
+    """The version of the library loaded in Redis, or None when it is not loaded."""
+    try:
+        return int(await redis.call("FCALL_RO", names.FN_VERSION, 0))
+    except RedisError as exc:
+        if is_missing_function(exc):
+            return None
+        if "unknown command" in str(exc).lower():
+            raise FunctionsUnsupported(str(exc)) from None
+        raise
+
+
+async def ensure_library(redis: RedisGateway) -> int:
+    """Load the function library unless this version (or a newer one) is there; its version.
+
+    Safe when several processes do it at once: ``FUNCTION LOAD REPLACE`` is atomic and they all
+    load the same code. A newer library (a fleet being upgraded) is left in place.
+    """
+    loaded = await library_version(redis)
+    wanted = scripts.FUNCTION_LIBRARY_VERSION
+    if loaded is not None and loaded >= wanted:
+        return loaded
+    await redis.call("FUNCTION", "LOAD", "REPLACE", scripts.FUNCTION_LIBRARY)
+    log.info("loaded the Redis function library %s version %d", names.FUNCTION_LIBRARY, wanted)
+    return wanted
+
+
+def register_many_command(items: Sequence[tuple[str, str]], ttl_ms: int) -> tuple[str | int, ...]:
+    """The ``FCALL expiry_register_many`` command registering ``(key, value)`` pairs."""
+    keys = [key for key, _ in items]
+    values = [value for _, value in items]
+    return (
+        "FCALL",
+        names.FN_REGISTER_MANY,
+        len(keys) + 1,
+        *keys,
+        names.EXPIRY_DUE,
+        ttl_ms,
+        *values,
+    )
+
+
+class Registry:
+    """Writes keys with a TTL and registers their deadlines, for trio code.
+
+    Reloads the function library by itself when Redis lost it (a restart without persistence).
+    """
+
+    def __init__(self, redis: RedisGateway) -> None:
+        self.redis = redis
+
+    async def register(self, key: str, value: str, ttl_ms: int) -> int:
+        """Write ``key`` = ``value`` expiring in ``ttl_ms`` and register it; its deadline (ms)."""
+        return await self.register_many([(key, value)], ttl_ms)
+
+    async def register_many(self, items: Sequence[tuple[str, str]], ttl_ms: int) -> int:
+        """Write and register ``(key, value)`` pairs with one TTL in one call; their deadline."""
+        if not items:
+            raise ValueError("nothing to register")
+        command = register_many_command(items, ttl_ms)
+        try:
+            return int(await self.redis.call(*command))
+        except RedisError as exc:
+            if not is_missing_function(exc):
+                raise
+        await ensure_library(self.redis)
+        return int(await self.redis.call(*command))
+
+
+@asynccontextmanager
+async def open_registry(redis_url: str) -> AsyncIterator[Registry]:
+    """A ``Registry`` on its own connection, for a trio program that has none to Redis yet::
+
+    async with open_registry("redis://localhost:6379/0") as registry:
+        await registry.register("session:42", "user-7", ttl_ms=30_000)
+    """
+    async with open_bridge():
+        redis = await RedisGateway.connect(redis_url)
+        try:
+            await ensure_library(redis)
+            yield Registry(redis)
+        finally:
+            await redis.aclose()
