@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WEB_STAMP := web/dist/index.html
 
-.PHONY: up test bench setup system-deps web lint test-py test-web test-deploy clean
+.PHONY: up test bench example setup system-deps web lint test-py test-web test-deploy clean
 
 setup: system-deps $(STAMP) $(WEB_STAMP)
 
@@ -28,13 +28,17 @@ $(WEB_STAMP): $(shell find web -path web/node_modules -prune -o -path web/dist -
 up: setup
 	$(PY) scripts/run_local.py
 
+## The session time-out example (examples/session_timeouts) against the servers of `make up`.
+example: setup
+	$(PY) -m examples.session_timeouts
+
 ## Every check: lint, types, unit + integration + end-to-end + fault + browser tests, UI
 ## component tests, deployment checks.
 test: setup lint test-web test-deploy test-py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts examples
+	$(VENV)/bin/ruff format --check src tests scripts examples
 	$(VENV)/bin/mypy
 
 ## pytest: every Python test, including the browser tests and the manifests' end-to-end run.

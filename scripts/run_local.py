@@ -53,12 +53,15 @@ def main() -> int:
             f"starting Redis, NATS, the generator and {args.consumers} consumers (logs: {workdir})"
         )
         system.start()
+        servers_env = ROOT / ".local" / "servers.env"
+        servers_env.write_text(f"REDIS_URL={system.redis_url}\nNATS_URL={system.nats_url}\n")
         print(f"Redis      {redact(system.redis_url or '')}")
         print(f"NATS       {redact(system.nats_url or '')}")
         print(f"WebUI      http://localhost:{args.port}")
         if not token:
             print("           listening on localhost only: set API_TOKEN to require a token")
             print("           for start/stop and to listen on every interface")
+        print("Your own keys: `make example` runs the session time-out example against these.")
         print("Ctrl-C stops everything.")
         while True:
             time.sleep(1)

@@ -32,6 +32,13 @@ from shared.local_system import (
         ("consumer", {"NATS_URL": "http://x"}, "NATS_URL"),
         ("consumer", {"CONSUMER_ID": "no spaces please"}, "CONSUMER_ID"),
         ("consumer", {"HEALTH_PORT": "-1"}, "HEALTH_PORT"),
+        ("consumer", {"KEY_PATTERNS": "session:[0-9"}, "KEY_PATTERNS"),
+        ("consumer", {"HANDLER": "no_such_module:handle"}, "HANDLER"),
+        ("consumer", {"HANDLER": "json:dumps"}, "HANDLER"),
+        ("consumer", {"HANDLER": "just-a-name"}, "HANDLER"),
+        ("consumer", {"HANDLER_CONCURRENCY": "0"}, "HANDLER_CONCURRENCY"),
+        ("consumer", {"DEDUP_WINDOW_MS": "soon"}, "DEDUP_WINDOW_MS"),
+        ("consumer", {"FLEET": "Not A Name"}, "FLEET"),
     ],
 )
 def test_a_bad_setting_stops_the_process_with_one_line_naming_it(
@@ -95,6 +102,22 @@ def test_consumer_says_when_redis_announces_no_expirations(
     try:
         wait_until(lambda: "notify-keyspace-events" in process.log_text(), 30, "the warning")
         assert "Ex" in process.log_text()
+    finally:
+        process.stop()
+        redis.stop()
+
+
+def test_consumer_says_in_one_line_when_redis_has_no_functions(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # Redis before 7.0 has no FUNCTION command; renaming it away gives the same Redis.
+    redis = RedisServer(tmp_path, extra=["--rename-command", "FUNCTION", ""]).start()
+    process, port = start_consumer(tmp_path, redis, nats_server)
+    try:
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "consumer")
+        lines = [line for line in process.log_text().splitlines() if "Functions" in line]
+        assert len(lines) == 1 and "Redis 7.0 or later" in lines[0], process.log_text()
+        assert "Traceback" not in process.log_text()
     finally:
         process.stop()
         redis.stop()

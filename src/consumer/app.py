@@ -89,7 +89,10 @@ async def connect_jetstream(config: ConsumerConfig) -> JetStream:
     while True:
         try:
             jetstream = await JetStream.connect(
-                url, config.common.nats_creds, f"consumer-{config.consumer_id}"
+                url,
+                config.common.nats_creds,
+                f"consumer-{config.consumer_id}",
+                names.queue_of(config.fleet),
             )
             break
         except ConnectionError as exc:

@@ -36,8 +36,8 @@ async def run_sweeper(
 ) -> None:
     """Sweep every ``interval_ms`` until cancelled; sweep again at once while work is found.
 
-    Only registered keys matching ``patterns`` are taken: other fleets sharing the Redis may
-    handle the rest.
+    Only keys matching ``patterns`` are taken: other fleets sharing the Redis (``FLEET``) handle
+    the rest.
     """
     throttle = Throttle()
     reconnects_seen = jetstream.events.reconnects
@@ -72,6 +72,7 @@ async def sweep_once(
         if claimed.members:
             await publish_claimed(redis, jetstream, claimed)
             recovered += len(claimed.members)
+    stale = [m for m in stale if (lease := names.parse_lease(m)) and patterns.matches(lease[3])]
     if stale:
         taken = await take_over(redis, stale, lease_ms)
         if taken.members:

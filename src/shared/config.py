@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared import names
 from shared.patterns import KeyPatterns, PatternError
 
 
@@ -61,6 +62,7 @@ class ConsumerConfig:
     handler: str = "generator.handler:count"
     handler_concurrency: int = 64
     handler_timeout_ms: int = 30_000
+    fleet: str = ""
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -175,7 +177,17 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         handler=_get(env, "HANDLER", "generator.handler:count"),
         handler_concurrency=_int(env, "HANDLER_CONCURRENCY", 64, 1, 10_000),
         handler_timeout_ms=_int(env, "HANDLER_TIMEOUT_MS", 30_000, 100, 3_600_000),
+        fleet=_fleet(env),
     )
+
+
+def _fleet(env: Mapping[str, str]) -> str:
+    fleet = _get(env, "FLEET", "")
+    try:
+        names.queue_of(fleet)
+    except ValueError as exc:
+        raise ConfigError(f"FLEET: {exc}") from None
+    return fleet
 
 
 def _key_patterns(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ Two layers share one Redis:
   test clears what an earlier one left without scanning the keyspace with ``KEYS``.
 """
 
+import re
+from dataclasses import dataclass
 from typing import Final
 
 # --- Redis: the pipeline -----------------------------------------------------------------
@@ -80,6 +82,30 @@ DURABLE: Final = "key_expiration_processors"
 MAX_DELIVER: Final = 3
 ACK_WAIT_S: Final = 5.0
 STREAM_MAX_AGE_S: Final = 24 * 3600
+#: A fleet name: a second fleet (other keys, another handler) gets a queue of its own.
+FLEET_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The JetStream names of one fleet's work queue."""
+
+    stream: str
+    subject: str
+    durable: str
+
+
+def queue_of(fleet: str = "") -> Queue:
+    """The work queue of ``fleet``; the design's names for the default fleet ("")."""
+    if not fleet:
+        return Queue(STREAM, SUBJECT, DURABLE)
+    if not FLEET_NAME_RE.fullmatch(fleet):
+        raise ValueError(f"fleet name {fleet!r} must be 1-32 of a-z 0-9 _ - (lower case)")
+    return Queue(
+        f"{STREAM}_{fleet.upper().replace('-', '_')}", f"{SUBJECT}.{fleet}", f"{DURABLE}_{fleet}"
+    )
+
+
 #: Header carrying the claim's lease (see ``lease_member``): claim id, deadline, test, key.
 LEASE_HEADER: Final = "Expiry-Lease"
 

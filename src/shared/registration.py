@@ -48,7 +48,12 @@ async def ensure_library(redis: RedisGateway) -> int:
     wanted = scripts.FUNCTION_LIBRARY_VERSION
     if loaded is not None and loaded >= wanted:
         return loaded
-    await redis.call("FUNCTION", "LOAD", "REPLACE", scripts.FUNCTION_LIBRARY)
+    try:
+        await redis.call("FUNCTION", "LOAD", "REPLACE", scripts.FUNCTION_LIBRARY)
+    except RedisError as exc:
+        if "unknown command" in str(exc).lower():
+            raise FunctionsUnsupported(str(exc)) from None
+        raise
     log.info("loaded the Redis function library %s version %d", names.FUNCTION_LIBRARY, wanted)
     return wanted
 

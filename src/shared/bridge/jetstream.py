@@ -23,23 +23,33 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 
-STREAM_CONFIG = api.StreamConfig(
-    name=names.STREAM,
-    subjects=[names.SUBJECT],
-    retention=api.RetentionPolicy.WORK_QUEUE,
-    storage=api.StorageType.MEMORY,
-    max_age=names.STREAM_MAX_AGE_S,
-)
 
-CONSUMER_CONFIG = api.ConsumerConfig(
-    durable_name=names.DURABLE,
-    ack_policy=api.AckPolicy.EXPLICIT,
-    deliver_policy=api.DeliverPolicy.ALL,
-    max_deliver=names.MAX_DELIVER,
-    ack_wait=names.ACK_WAIT_S,
-    filter_subject=names.SUBJECT,
-    max_ack_pending=20000,
-)
+def stream_config(queue: names.Queue) -> api.StreamConfig:
+    """The settings of ``queue``'s stream: a WorkQueue, in memory, kept for a day at most."""
+    return api.StreamConfig(
+        name=queue.stream,
+        subjects=[queue.subject],
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        storage=api.StorageType.MEMORY,
+        max_age=names.STREAM_MAX_AGE_S,
+    )
+
+
+def consumer_config(queue: names.Queue) -> api.ConsumerConfig:
+    """The settings of the durable pull consumer every consumer process shares."""
+    return api.ConsumerConfig(
+        durable_name=queue.durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        max_deliver=names.MAX_DELIVER,
+        ack_wait=names.ACK_WAIT_S,
+        filter_subject=queue.subject,
+        max_ack_pending=20000,
+    )
+
+
+STREAM_CONFIG = stream_config(names.queue_of())
+CONSUMER_CONFIG = consumer_config(names.queue_of())
 
 
 @dataclass(frozen=True)
@@ -63,18 +73,24 @@ class ConnectionEvents:
 class JetStream:
     """The work queue: stream, durable pull consumer, publishing and fetching."""
 
-    def __init__(self, nc: Any, events: ConnectionEvents) -> None:
+    def __init__(self, nc: Any, events: ConnectionEvents, queue: names.Queue) -> None:
         self._nc = nc
         self._js = nc.jetstream(publish_async_max_pending=20000)
         self._feeds: set[Feed] = set()
         self.events = events
+        self.queue = queue
 
     @classmethod
-    async def connect(cls, url: str, creds: str | None, name: str) -> JetStream:
-        """Connect to NATS (raises when unreachable; reconnects by itself once connected)."""
+    async def connect(
+        cls, url: str, creds: str | None, name: str, queue: names.Queue | None = None
+    ) -> JetStream:
+        """Connect to NATS (raises when unreachable; reconnects by itself once connected).
+
+        ``queue`` is the fleet's work queue (the design's names by default).
+        """
         events = ConnectionEvents()
         nc = await crossing(_connect)(url, creds, name, events)
-        return cls(nc, events)
+        return cls(nc, events, queue or names.queue_of())
 
     @property
     def is_connected(self) -> bool:
@@ -87,15 +103,15 @@ class JetStream:
         Returns a description of each setting in which an existing stream or consumer differs
         from the one this system needs (empty when all match); those are reported, not replaced.
         """
-        return await crossing(_ensure_topology)(self._js)
+        return await crossing(_ensure_topology)(self._js, self.queue)
 
     async def publish_batch(self, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
         """Publish each (key, headers); return per item whether JetStream stored it (or had it)."""
-        return await crossing(_publish_batch)(self._js, items)
+        return await crossing(_publish_batch)(self._js, self.queue.subject, items)
 
     async def open_feed(self) -> Feed:
         """Bind to the durable consumer (which must exist) with a fresh inbox for deliveries."""
-        feed = Feed(await crossing(PullFeed.open)(self._nc, self._js))
+        feed = Feed(await crossing(PullFeed.open)(self._nc, self._js, self.queue))
         self._feeds.add(feed)
         return feed
 
@@ -118,7 +134,7 @@ class JetStream:
 
     async def consumer_state(self) -> dict[str, int]:
         """``num_pending``, ``num_ack_pending`` and ``num_redelivered`` of the durable consumer."""
-        return await crossing(_consumer_state)(self._js)
+        return await crossing(_consumer_state)(self._js, self.queue)
 
     async def aclose(self) -> None:
         """Close the connection (every message in hand has been settled by then)."""
@@ -171,31 +187,34 @@ def _differences(wanted: Any, actual: Any, fields: Sequence[str]) -> list[str]:
     return diffs
 
 
-async def _ensure_topology(js: Any) -> list[str]:
+async def _ensure_topology(js: Any, queue: names.Queue) -> list[str]:
+    wanted_stream, wanted_consumer = stream_config(queue), consumer_config(queue)
     try:
-        info = await js.stream_info(names.STREAM)
+        info = await js.stream_info(queue.stream)
         diffs = _differences(
-            STREAM_CONFIG, info.config, ("subjects", "retention", "storage", "max_age")
+            wanted_stream, info.config, ("subjects", "retention", "storage", "max_age")
         )
-        diffs = [f"stream {names.STREAM} {d}" for d in diffs]
+        diffs = [f"stream {queue.stream} {d}" for d in diffs]
     except NotFoundError:
-        await js.add_stream(STREAM_CONFIG)
+        await js.add_stream(wanted_stream)
         diffs = []
     try:
-        consumer = await js.consumer_info(names.STREAM, names.DURABLE)
+        consumer = await js.consumer_info(queue.stream, queue.durable)
         found = _differences(
-            CONSUMER_CONFIG, consumer.config, ("ack_policy", "max_deliver", "ack_wait")
+            wanted_consumer, consumer.config, ("ack_policy", "max_deliver", "ack_wait")
         )
-        diffs += [f"consumer {names.DURABLE} {d}" for d in found]
+        diffs += [f"consumer {queue.durable} {d}" for d in found]
     except NotFoundError:
-        await js.add_consumer(names.STREAM, CONSUMER_CONFIG)
+        await js.add_consumer(queue.stream, wanted_consumer)
     return diffs
 
 
-async def _publish_batch(js: Any, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
+async def _publish_batch(
+    js: Any, subject: str, items: Sequence[tuple[str, dict[str, str]]]
+) -> list[bool]:
     futures = []
     for key, headers in items:
-        futures.append(await js.publish_async(names.SUBJECT, key.encode(), headers=headers))
+        futures.append(await js.publish_async(subject, key.encode(), headers=headers))
     if not futures:
         return []
     done, pending = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
@@ -234,27 +253,28 @@ class PullFeed:
 
     REQUEST_EXPIRES_S = 2.0
 
-    def __init__(self, nc: Any, subscription: Any) -> None:
+    def __init__(self, nc: Any, subscription: Any, queue: names.Queue) -> None:
         self._nc = nc
+        self._queue = queue
         self._subscription = subscription
         self._inbox = subscription.subject
         self._requested = 0
         self._request_ends = 0.0
 
     @classmethod
-    async def open(cls, nc: Any, js: Any) -> PullFeed:
+    async def open(cls, nc: Any, js: Any, queue: names.Queue) -> PullFeed:
         """Bind to the durable consumer (which must exist) and subscribe to a fresh inbox."""
-        await js.consumer_info(names.STREAM, names.DURABLE)
+        await js.consumer_info(queue.stream, queue.durable)
         subscription = await nc.subscribe(
             nc.new_inbox(), pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024
         )
-        return cls(nc, subscription)
+        return cls(nc, subscription, queue)
 
     async def _request(self, batch: int) -> None:
         loop = asyncio.get_running_loop()
         expires_ns = int(self.REQUEST_EXPIRES_S * 1e9)
         await self._nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{names.STREAM}.{names.DURABLE}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{self._queue.stream}.{self._queue.durable}",
             json.dumps({"batch": batch, "expires": expires_ns}).encode(),
             reply=self._inbox,
         )
@@ -335,8 +355,8 @@ async def _settle(handles: Sequence[Any], how: str, delay: float | None) -> None
             await msg.term()
 
 
-async def _consumer_state(js: Any) -> dict[str, int]:
-    info = await js.consumer_info(names.STREAM, names.DURABLE)
+async def _consumer_state(js: Any, queue: names.Queue) -> dict[str, int]:
+    info = await js.consumer_info(queue.stream, queue.durable)
     return {
         "num_pending": int(info.num_pending or 0),
         "num_ack_pending": int(info.num_ack_pending or 0),

@@ -1,0 +1,142 @@
+"""Run the session time-out example against running Redis and NATS servers.
+
+    python -m examples.session_timeouts [--sessions 500] [--consumers 2]
+
+It starts its own small fleet (``FLEET=sessions``: a work queue of its own, so it runs beside
+the load test's consumers), keys ``session:*``, handler ``audit``; opens sessions with a TTL of
+1-3 s, half of them registered (``FCALL expiry_register``), half written with plain ``SET … PX``
+as any application would; waits until every session has its audit record; and says whether
+each timed out exactly once. Redis and NATS come from REDIS_URL / NATS_URL, or from the file
+``make up`` writes (.local/servers.env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from examples.session_timeouts.handler import AUDIT_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERS_ENV = ROOT / ".local" / "servers.env"
+
+
+def servers() -> tuple[str, str]:
+    """REDIS_URL and NATS_URL: from the environment, else from what ``make up`` wrote."""
+    found = {k: os.environ[k] for k in ("REDIS_URL", "NATS_URL") if os.environ.get(k)}
+    if len(found) < 2 and SERVERS_ENV.exists():
+        for line in SERVERS_ENV.read_text().splitlines():
+            name, _, value = line.partition("=")
+            found.setdefault(name.strip(), value.strip())
+    if "REDIS_URL" not in found or "NATS_URL" not in found:
+        raise SystemExit(
+            "no servers: run `make up` in another terminal first, or set REDIS_URL and NATS_URL"
+        )
+    return found["REDIS_URL"], found["NATS_URL"]
+
+
+def start_fleet(
+    redis_url: str, nats_url: str, count: int, logs: Path
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` consumers of the ``sessions`` fleet."""
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=redis_url,
+        NATS_URL=nats_url,
+        FLEET="sessions",
+        KEY_PATTERNS="session:*",
+        HANDLER="examples.session_timeouts.handler:audit",
+        HEALTH_PORT="0",
+        HEALTH_HOST="127.0.0.1",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    logs.mkdir(parents=True, exist_ok=True)
+    fleet = []
+    for index in range(count):
+        env["CONSUMER_ID"] = f"sessions-{index}-{os.getpid()}"
+        log = (logs / f"sessions-consumer-{index}.log").open("wb")
+        fleet.append(
+            subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=log)
+        )
+    return fleet
+
+
+def wait_subscribed(client: redis.Redis, fleet_size: int, timeout: float = 30) -> None:
+    """Wait until every consumer of the fleet (and the load test's, if any) listens."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        listeners = client.pubsub_numsub("__keyevent@0__:expired")[0][1]
+        if listeners >= fleet_size:
+            return
+        time.sleep(0.1)
+    raise SystemExit("the sessions fleet did not start listening; see its logs in .local/")
+
+
+def open_sessions(client: redis.Redis, count: int) -> list[str]:
+    """Open ``count`` sessions with a TTL of 1-3 s: half registered, half plain SET.
+
+    The consumers loaded the ``expiry_register`` function into Redis when they started.
+    """
+    keys = []
+    pipe = client.pipeline(transaction=False)
+    for index in range(count):
+        key = f"session:{os.getpid()}-{index}"
+        ttl = random.randint(1000, 3000)
+        if index % 2:
+            pipe.fcall("expiry_register", 2, key, "expiry:due", f"user-{index}", ttl)
+        else:
+            pipe.set(key, f"user-{index}", px=ttl)
+        keys.append(key)
+    pipe.execute()
+    return keys
+
+
+def main() -> int:
+    """Run the example; exit 0 when every session timed out exactly once."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--consumers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+    redis_url, nats_url = servers()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    already = client.pubsub_numsub("__keyevent@0__:expired")[0][1]
+    fleet = start_fleet(redis_url, nats_url, args.consumers, ROOT / ".local" / "example-logs")
+    try:
+        wait_subscribed(client, already + args.consumers)
+        keys = open_sessions(client, args.sessions)
+        print(f"opened {len(keys)} sessions (half registered); waiting for them to time out")
+        end = time.monotonic() + args.timeout
+        records: list[str | None] = []
+        while time.monotonic() < end:
+            records = client.hmget(AUDIT_KEY, keys)
+            if all(records):
+                break
+            time.sleep(0.2)
+        audited = [json.loads(r) for r in records if r]
+        delays = sorted(r["handled_at_ms"] - r["deadline_ms"] for r in audited if r["deadline_ms"])
+        missing = len(keys) - len(audited)
+        print(f"audited {len(audited)} of {len(keys)} sessions; missing {missing}")
+        if delays:
+            print(f"registered sessions: deadline to audit p50 {delays[len(delays) // 2]} ms")
+        once = not missing and len({r["claim_id"] for r in audited}) == len(keys)
+        print("each timed out exactly once" if once else "NOT every session exactly once")
+        return 0 if once else 1
+    finally:
+        for process in fleet:
+            process.send_signal(signal.SIGTERM)
+        for process in fleet:
+            process.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
