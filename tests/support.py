@@ -46,7 +46,7 @@ def tally(system: LocalSystem) -> Tally:
     """Count, key by key, what was lost, counted twice or consumed without being generated."""
     client = redis_client(system)
     generated = int(client.get(names.METRICS_GENERATED) or 0)
-    consumed_count = int(client.get(names.METRICS_CONSUMED) or 0)
+    consumed_count = int(client.get(names.TEST_COUNTED) or 0)
     records = set(client.hkeys(names.TEST_CONSUMED))
     expected = {names.gen_key(i) for i in range(generated)}
     return Tally(

@@ -152,6 +152,7 @@ async def run_consumer(
                         patterns,
                         send,
                         readiness,
+                        config.dedup_window_ms / 2000,
                         task_status=task_status,
                     )
 

@@ -21,6 +21,7 @@ async def run_expiry_listener(
     patterns: KeyPatterns,
     send: trio.MemorySendChannel[list[str]],
     readiness: Readiness,
+    stall_s: float = 2.5,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -29,6 +30,12 @@ async def run_expiry_listener(
     Pub/sub drops events while disconnected, so a lost connection is re-subscribed with
     back-off at once; what was missed meanwhile is the sweeper's to find. ``started`` fires
     after the first successful subscription. Closing ``send`` on exit ends the publisher.
+
+    A process frozen for longer than ``stall_s`` (a VM or GC pause, SIGSTOP) finds old events
+    waiting in its socket. Other listeners handled them meanwhile, and once their dedup records
+    expire they would be claimed a second time: so the backlog is dropped and the listener
+    subscribes afresh (registered keys among them, if nobody else claimed them, are the
+    sweepers'). ``stall_s`` must stay below the dedup window.
     """
     backoff = Backoff(initial=0.05, cap=2.0)
     started = False
@@ -49,7 +56,11 @@ async def run_expiry_listener(
                 started = True
                 task_status.started()
             try:
-                await _pass_on(subscriber, patterns, send)
+                await _pass_on(subscriber, patterns, send, stall_s)
+            except Stalled as exc:
+                readiness.subscribed = False
+                telemetry.ERRORS.labels("expiry_listener").inc()
+                log.warning("%s; dropping the events read meanwhile and resubscribing", exc)
             except (OSError, PubSubError) as exc:
                 readiness.subscribed = False
                 telemetry.ERRORS.labels("expiry_listener").inc()
@@ -60,15 +71,57 @@ async def run_expiry_listener(
                     await subscriber.aclose()
 
 
+class Stalled(Exception):
+    """This process did not run for a while: what its socket holds is old."""
+
+
 async def _pass_on(
-    subscriber: Subscriber, patterns: KeyPatterns, send: trio.MemorySendChannel[list[str]]
+    subscriber: Subscriber,
+    patterns: KeyPatterns,
+    send: trio.MemorySendChannel[list[str]],
+    stall_s: float,
 ) -> None:
+    """Forward batches until the subscription fails or the process stalls (raised as such)."""
     matched = telemetry.EVENTS.labels("matched")
     ignored = telemetry.EVENTS.labels("ignored")
-    while True:
-        payloads = await subscriber.receive_batch()
-        keys = patterns.select(payloads)
-        matched.inc(len(keys))
-        ignored.inc(len(payloads) - len(keys))
-        if keys:
-            await send.send(keys)
+    clock = _StallClock(stall_s)
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(clock.tick)
+        try:
+            while True:
+                payloads = await subscriber.receive_batch()
+                clock.check()
+                keys = patterns.select(payloads)
+                matched.inc(len(keys))
+                ignored.inc(len(payloads) - len(keys))
+                if keys:
+                    await send.send(keys)
+        except (OSError, PubSubError, Stalled) as exc:
+            failure = exc  # raised below, outside the nursery, as itself
+        nursery.cancel_scope.cancel()
+    assert failure is not None
+    raise failure
+
+
+class _StallClock:
+    """Notices when the process stopped running for longer than ``stall_s``."""
+
+    TICK_S = 0.1
+
+    def __init__(self, stall_s: float) -> None:
+        self._stall_s = stall_s
+        self._last = trio.current_time()
+        self._stalled_for = 0.0
+
+    async def tick(self) -> None:
+        while True:
+            await trio.sleep(self.TICK_S)
+            now = trio.current_time()
+            self._stalled_for = max(self._stalled_for, now - self._last - self.TICK_S)
+            self._last = now
+
+    def check(self) -> None:
+        stalled_for = max(self._stalled_for, trio.current_time() - self._last - self.TICK_S)
+        if stalled_for > self._stall_s:
+            raise Stalled(f"this process was stopped for {stalled_for:.1f} s")

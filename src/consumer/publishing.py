@@ -75,12 +75,15 @@ async def take_over(redis: RedisGateway, members: Sequence[str], lease_ms: int) 
 
 
 def message_of(member: str, generation: str) -> tuple[str, dict[str, str]]:
-    """The body (the key) and headers (message id, lease) of the message carrying a claim."""
+    """The body (the key) and headers (message id, claim) of the message carrying a claim."""
     parsed = names.parse_lease(member)
     if parsed is None:
         raise ValueError(f"malformed lease {member[:200]!r}")
-    claim_id, _, _, key = parsed
-    return key, {"Nats-Msg-Id": names.msg_id(claim_id, generation), names.LEASE_HEADER: member}
+    claim_header, key = names.split_lease(member)
+    return key, {
+        "Nats-Msg-Id": names.msg_id(parsed[0], generation),
+        names.CLAIM_HEADER: claim_header,
+    }
 
 
 async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Claimed) -> int:

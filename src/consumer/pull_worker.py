@@ -136,6 +136,7 @@ async def complete(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> Counte
         names.METRICS_DUPLICATES,
         names.TEST_CONSUMED,
         names.TEST_LATENCY,
+        names.TEST_COUNTED,
     )
     args = complete_arguments(ctx.consumer_id, deliveries, now_ms)
     counted, duplicates, stale = await ctx.redis.script(scripts.COMPLETE, keys, args)

@@ -18,8 +18,9 @@ from werkzeug.exceptions import HTTPException
 
 from generator.feed import StatusFeed
 from generator.runner import TestAlreadyRunning, TestRunner
+from generator.status import parse_dead_letters
 from generator.validation import RequestError, parse_start_request
-from shared import telemetry
+from shared import names, telemetry
 from shared.bridge import RedisError, RedisGateway
 from shared.config import GeneratorConfig
 
@@ -154,6 +155,19 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
                 "consumers": document["consumers"],
             }
         )
+
+    @app.get("/api/dead-letters")
+    async def dead_letters() -> Any:
+        raw = request.args.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= names.DEAD_LETTERS_KEPT:
+            return error(f"limit must be 1..{names.DEAD_LETTERS_KEPT}", 400, "limit")
+        count, records = await services.redis.pipeline(
+            [
+                ("GET", names.METRICS_DEAD_LETTERS),
+                ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, int(raw) - 1),
+            ]
+        )
+        return jsonify({"count": int(count or 0), "recent": parse_dead_letters(records)})
 
     @app.get("/api/history")
     async def history() -> Any:

@@ -10,6 +10,8 @@ from shared import latency, names
 from shared.bridge import RedisGateway
 
 RUNNING_STATES = ("starting", "generating", "draining")
+#: How many of the latest dead letters the status carries.
+RECENT_DEAD_LETTERS = 5
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Snapshot:
     recovered: int
     consumers: dict[str, int] = field(default_factory=dict)
     latency_buckets: dict[int, int] = field(default_factory=dict)
+    recent_dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -49,7 +52,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
         [
             ("HGETALL", names.TEST_CURRENT),
             ("GET", names.METRICS_GENERATED),
-            ("GET", names.METRICS_CONSUMED),
+            ("GET", names.TEST_COUNTED),
             ("HLEN", names.TEST_CONSUMED),
             ("ZCARD", names.EXPIRY_DUE),
             ("ZCARD", names.EXPIRY_LEASES),
@@ -58,6 +61,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
             ("GET", names.METRICS_RECOVERED),
             ("SMEMBERS", names.METRICS_CONSUMERS),
             ("HGETALL", names.TEST_LATENCY),
+            ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, RECENT_DEAD_LETTERS - 1),
         ]
     )
     test, generated, consumed, unique, pending, inflight, dups, dead, recovered = replies[:9]
@@ -78,7 +82,21 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
         recovered=_int(recovered),
         consumers=consumers,
         latency_buckets={int(k): int(v) for k, v in (replies[10] or {}).items()},
+        recent_dead_letters=parse_dead_letters(replies[11] or []),
     )
+
+
+def parse_dead_letters(raw: list[str]) -> list[dict[str, Any]]:
+    """Dead-letter records as stored by the consumers (newest first); unreadable ones skipped."""
+    records = []
+    for item in raw:
+        try:
+            record = json.loads(item)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def verdict(snapshot: Snapshot) -> dict[str, Any]:
@@ -153,5 +171,6 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
         "recovered": snapshot.recovered,
         "redelivered": snapshot.duplicates,
         "dead_letters": snapshot.dead_letters,
+        "recent_dead_letters": snapshot.recent_dead_letters,
         "verdict": stored_verdict,
     }

@@ -63,6 +63,8 @@ TEST_CONSUMED: Final = "test:consumed"
 TEST_LATENCY: Final = "test:latency"
 #: Set of keys that became dead letters in this test.
 TEST_DEAD_LETTERS: Final = "test:dead_letters"
+#: Completions of the test's keys (a key completed twice counts twice): consumed, per test.
+TEST_COUNTED: Final = "test:counted"
 
 PER_TEST_KEYS: Final = (
     METRICS_GENERATED,
@@ -73,6 +75,7 @@ PER_TEST_KEYS: Final = (
     TEST_CONSUMED,
     TEST_LATENCY,
     TEST_DEAD_LETTERS,
+    TEST_COUNTED,
 )
 
 # --- NATS JetStream ----------------------------------------------------------------------
@@ -106,8 +109,11 @@ def queue_of(fleet: str = "") -> Queue:
     )
 
 
-#: Header carrying the claim's lease (see ``lease_member``): claim id, deadline, test, key.
-LEASE_HEADER: Final = "Expiry-Lease"
+#: Header carrying the claim of a message: its lease member without the key (the body),
+#: ``<claim id>|<deadline>|<test id>``, so that key names need not fit in a header.
+CLAIM_HEADER: Final = "Expiry-Claim"
+#: Longest key name handled: a claim's message must fit JetStream's payload limit.
+MAX_KEY_BYTES: Final = 64 * 1024
 
 
 def gen_key(seq: int) -> str:
@@ -128,6 +134,12 @@ def consumer_count_key(consumer_id: str) -> str:
 def lease_member(claim_id: str, deadline: str, test_id: str, key: str) -> str:
     """The ``expiry:leases`` member of one claim; the key goes last (it may contain ``|``)."""
     return f"{claim_id}|{deadline}|{test_id}|{key}"
+
+
+def split_lease(member: str) -> tuple[str, str]:
+    """A lease member as (claim header, key): what a message's header and body carry."""
+    claim, deadline, test_id, key = member.split("|", 3)
+    return f"{claim}|{deadline}|{test_id}", key
 
 
 def parse_lease(member: str) -> tuple[str, str, str, str] | None:

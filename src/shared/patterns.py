@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from shared.names import INTERNAL_PREFIXES
+from shared.names import INTERNAL_PREFIXES, MAX_KEY_BYTES
 
 _INTERNAL = tuple(prefix.encode() for prefix in INTERNAL_PREFIXES)
 
@@ -72,13 +72,18 @@ class KeyPatterns:
     def select(self, payloads: Sequence[bytes]) -> list[str]:
         """The names among ``payloads`` that match, decoded.
 
-        The pipeline's own keys never match (their expiries are not an application's), and
-        names that are not UTF-8 are skipped: a message body could not carry them faithfully.
+        The pipeline's own keys never match (their expiries are not an application's); names
+        that are not UTF-8, or longer than ``MAX_KEY_BYTES``, are skipped: a message could not
+        carry them faithfully.
         """
         match = self._bytes.match
         selected = []
         for payload in payloads:
-            if match(payload) is None or payload.startswith(_INTERNAL):
+            if (
+                len(payload) > MAX_KEY_BYTES
+                or match(payload) is None
+                or payload.startswith(_INTERNAL)
+            ):
                 continue
             try:
                 selected.append(payload.decode())

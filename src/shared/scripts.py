@@ -15,8 +15,8 @@ expiring key, in the names of ``shared.names``:
    by a sweeper (``RENEW_STALE``) and republished; a handler that fails on every delivery
    ends as one dead letter (``DEAD_LETTER``).
 
-Keys that belong to the running load test (names starting with its key prefix) carry the
-test's id through all of this, so that its records are kept key by key.
+Keys that belong to the running load test (registered, names starting with its key prefix)
+carry the test's id through all of this, so that its records are kept key by key.
 """
 
 from typing import Final
@@ -39,8 +39,10 @@ local function running_test(current)
   end
   return '', nil, ''
 end
-local function test_of(key, test_id, test_window, prefix, window)
-  if prefix ~= '' and string.sub(key, 1, #prefix) == prefix then
+-- A key belongs to the running test when the test's generator registered it (it has a
+-- deadline) and its name has the test's prefix; any other key is an application's.
+local function test_of(key, registered, test_id, test_window, prefix, window)
+  if registered and prefix ~= '' and string.sub(key, 1, #prefix) == prefix then
     return test_id, test_window or window
   end
   return '', window
@@ -60,10 +62,10 @@ local first_seq = seq
 local won = {}
 for i = 3, #ARGV do
   local key = ARGV[i]
-  local tid, window = test_of(key, test_id, test_window, prefix, tonumber(ARGV[2]))
+  local deadline = redis.call('ZSCORE', KEYS[2], key)
+  local tid, window = test_of(key, deadline, test_id, test_window, prefix, tonumber(ARGV[2]))
   if redis.call('SET', KEYS[i + 2], seq + 1, 'NX', 'PX', window) then
     seq = seq + 1
-    local deadline = redis.call('ZSCORE', KEYS[2], key)
     if deadline then redis.call('ZREM', KEYS[2], key) else deadline = '' end
     local member = seq .. '|' .. deadline .. '|' .. tid .. '|' .. key
     redis.call('ZADD', KEYS[3], lease_end, member)
@@ -92,9 +94,10 @@ return {due, stale}
 #: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered, then per
 #:       key the key itself and its dedup key.
 #: ARGV: lease ms, grace ms, dedup window ms (outside a test), then the keys.
-#: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed. A key
-#: still alive (its TTL was extended) is given its new deadline; a key that no longer expires
-#: (PERSIST) leaves the registry. Returns the lease members claimed, like CLAIM.
+#: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
+#: those that will send no event: deleted, renamed or made persistent (the registered deadline
+#: is the promise). A key whose TTL was extended is given its new deadline. Returns the lease
+#: members claimed, like CLAIM.
 SWEEP_CLAIM: Final = (
     _PRELUDE
     + """
@@ -111,16 +114,14 @@ for i = 4, #ARGV do
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
     local ttl = redis.call('PTTL', KEYS[at])
-    if ttl == -2 then
-      local tid, window = test_of(key, test_id, test_window, prefix, tonumber(ARGV[3]))
+    if ttl < 0 then
+      local tid, window = test_of(key, true, test_id, test_window, prefix, tonumber(ARGV[3]))
       seq = seq + 1
       redis.call('SET', KEYS[at + 1], seq, 'PX', window)
       redis.call('ZREM', KEYS[2], key)
       local member = seq .. '|' .. deadline .. '|' .. tid .. '|' .. key
       redis.call('ZADD', KEYS[3], lease_end, member)
       claimed[#claimed + 1] = member
-    elseif ttl == -1 then
-      redis.call('ZREM', KEYS[2], key)
     else
       redis.call('ZADD', KEYS[2], now + ttl, key)
     end
@@ -197,7 +198,7 @@ return states
 )
 
 #: KEYS: test:current, expiry:leases, metrics:consumed, metrics:consumer:<id>,
-#:       metrics:consumers, metrics:duplicates, test:consumed, test:latency.
+#:       metrics:consumers, metrics:duplicates, test:consumed, test:latency, test:counted.
 #: ARGV: consumer id, then (member, key, test id, delay ms, latency bucket) per handled message;
 #: delay and bucket are '' for a key without a registered deadline.
 #: The first completion of a claim removes its lease and counts it; any later one only counts
@@ -207,7 +208,7 @@ return states
 COMPLETE: Final = """
 local current = redis.call('HGET', KEYS[1], 'id') or ''
 local consumer = ARGV[1]
-local counted, duplicates, stale = 0, 0, 0
+local counted, duplicates, stale, test_counted = 0, 0, 0, 0
 for i = 2, #ARGV, 5 do
   local tid = ARGV[i + 2]
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 0 then
@@ -217,6 +218,7 @@ for i = 2, #ARGV, 5 do
   else
     counted = counted + 1
     if tid ~= '' then
+      test_counted = test_counted + 1
       local recorded = redis.call('HSETNX', KEYS[7], ARGV[i + 1], consumer .. ' ' .. ARGV[i + 3])
       if recorded == 1 and ARGV[i + 4] ~= '' then
         redis.call('HINCRBY', KEYS[8], ARGV[i + 4], 1)
@@ -230,6 +232,7 @@ if counted > 0 then
   redis.call('SADD', KEYS[5], consumer)
 end
 if duplicates > 0 then redis.call('INCRBY', KEYS[6], duplicates) end
+if test_counted > 0 then redis.call('INCRBY', KEYS[9], test_counted) end
 return {counted, duplicates, stale}
 """
 

@@ -142,6 +142,7 @@ async def test_a_handler_that_always_fails_ends_in_exactly_one_dead_letter(
 
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
         await start_test_record(redis)
+        await add_due(redis, ["gen-key:7"])
         won = await claim(redis, ["gen-key:7"], 30_000, 5000)
         assert all(await jetstream.publish_batch([message_of(won.members[0], "")]))
         await run_workers([context(redis, jetstream, "c-1", broken)], jetstream)
@@ -198,6 +199,7 @@ async def test_a_claim_whose_publish_failed_is_given_back(
 def test_the_message_carries_the_claim_and_a_new_id_when_republished() -> None:
     member = names.lease_member("42", "1700000000000", "t-1", "a|b")
     key, headers = message_of(member, "")
-    assert key == "a|b" and headers == {"Nats-Msg-Id": "claim-42", "Expiry-Lease": member}
+    assert key == "a|b"
+    assert headers == {"Nats-Msg-Id": "claim-42", "Expiry-Claim": "42|1700000000000|t-1"}
     assert message_of(member, "1700000000500")[1]["Nats-Msg-Id"] == "claim-42.1700000000500"
     assert Claimed([member]).generation == ""

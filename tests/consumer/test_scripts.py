@@ -48,14 +48,17 @@ async def test_the_running_test_brings_its_window_and_its_id_to_its_own_keys(
 ) -> None:
     async with bridged_redis(redis_server.url) as redis:
         await start_test_record(redis, dedup_window=7000)
-        won = await claim(redis, ["gen-key:1", "session:1"], 30_000, 4000)
+        await add_due(redis, ["gen-key:1", "session:1"])
+        won = await claim(redis, ["gen-key:1", "session:1", "gen-key:x"], 30_000, 4000)
         leases = {lease[3]: lease for m in won.members if (lease := names.parse_lease(m))}
         assert leases["gen-key:1"][2] == "t-test"
-        assert leases["session:1"][2] == ""
+        assert leases["session:1"][2] == ""  # not the test's prefix
+        assert leases["gen-key:x"][2] == ""  # not registered: someone else's plain SET
         assert 6000 < await redis.call("PTTL", "dedup:gen-key:1") <= 7000
         assert await redis.call("PTTL", "dedup:session:1") <= 4000
         # While a new test is starting, the last test's leftovers belong to no test.
         await redis.call("HSET", names.TEST_CURRENT, "state", "starting")
+        await add_due(redis, ["gen-key:2"])
         won = await claim(redis, ["gen-key:2"], 30_000, 4000)
         assert names.parse_lease(won.members[0])[2] == "-"  # type: ignore[index]
 
@@ -77,7 +80,7 @@ async def test_sweep_claims_overdue_registered_keys_once_and_leaves_live_ones(
         old = int(time.time() * 1000) - 10_000
         await add_due(redis, [f"gen-key:{i}" for i in range(100)], deadline_ms=old)
         await redis.call("SET", "gen-key:5", "alive", "PX", 60_000)  # its TTL was extended
-        await redis.call("SET", "gen-key:6", "kept")  # PERSISTed: it never expires now
+        await redis.call("SET", "gen-key:6", "kept")  # PERSISTed: its deadline still passed
         results: list[list[str]] = []
 
         async def one_sweep() -> None:
@@ -88,11 +91,11 @@ async def test_sweep_claims_overdue_registered_keys_once_and_leaves_live_ones(
             for _ in range(4):
                 nursery.start_soon(one_sweep)
         claimed = [key for members in results for key in keys_of(members)]
-        assert len(claimed) == len(set(claimed)) == 98
-        assert "gen-key:5" not in claimed and "gen-key:6" not in claimed
+        assert len(claimed) == len(set(claimed)) == 99
+        assert "gen-key:5" not in claimed and "gen-key:6" in claimed
         assert await redis.call("ZRANGE", names.EXPIRY_DUE, 0, -1) == ["gen-key:5"]
         assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "gen-key:5"))) > old
-        assert await redis.call("GET", names.METRICS_RECOVERED) == "98"
+        assert await redis.call("GET", names.METRICS_RECOVERED) == "99"
         assert await redis.call("EXISTS", "dedup:gen-key:7") == 1
         # Nothing else is due, and no lease has run out.
         assert await scan_overdue(redis, 1000, 1000) == ([], [])

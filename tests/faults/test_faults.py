@@ -9,6 +9,7 @@ key. Each run is measured (lost, doubled, swept keys, recovery time) into
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -206,13 +207,13 @@ def test_generator_killed_and_restarted(start_system: StartSystem) -> None:
 
 
 async def publish_poison(nats_url: str, test_id: str) -> None:
-    """Publish a message that names no gen-key, as a foreign publisher might."""
+    """Publish a message that carries no claim, as a foreign publisher might."""
     client = await nats.connect(nats_url)
     try:
         await client.jetstream().publish(
             names.SUBJECT,
-            b"this is not a gen-key",
-            headers={"Nats-Msg-Id": f"{test_id}:poison", names.TEST_HEADER: test_id},
+            b"this is not a claim",
+            headers={"Nats-Msg-Id": f"{test_id}:poison", names.CLAIM_HEADER: "not|a|claim"},
         )
     finally:
         await client.close()
@@ -231,4 +232,8 @@ def test_a_poison_message_becomes_one_dead_letter(start_system: StartSystem) -> 
     check_exactly_once(system, status, row)
     assert status["dead_letters"] == 1, status
     assert status["verdict"]["dead_letters"] == 1, status
-    assert redis_client(system).smembers(names.TEST_DEAD_LETTERS) == {"this is not a gen-key"}
+    client = redis_client(system)
+    [record] = client.lrange(names.EXPIRY_DEAD_LETTERS, 0, -1)
+    assert json.loads(record)["key"] == "this is not a claim"
+    assert "malformed" in json.loads(record)["error"]
+    assert client.smembers(names.TEST_DEAD_LETTERS) == set()  # none of the test's keys

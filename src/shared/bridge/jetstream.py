@@ -335,9 +335,11 @@ class PullFeed:
 
 def _delivery(msg: Any) -> JetStreamMessage:
     headers = msg.headers or {}
+    key = msg.data.decode("utf-8", "replace")
+    claim = headers.get(names.CLAIM_HEADER, "")
     return JetStreamMessage(
-        key=msg.data.decode("utf-8", "replace"),
-        lease=headers.get(names.LEASE_HEADER, ""),
+        key=key,
+        lease=f"{claim}|{key}" if claim else "",
         delivered=msg.metadata.num_delivered,
         handle=msg,
     )

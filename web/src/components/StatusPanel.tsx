@@ -76,6 +76,19 @@ export function StatusPanel({ status, load, connection }: StatusPanelProps) {
             {formatCount(status.redelivered)} redelivered · {formatCount(status.dead_letters)} dead letters
           </p>
         )}
+        {status && status.dead_letters > 0 && (status.recent_dead_letters ?? []).length > 0 && (
+          <div className="rounded-md bg-red-50 p-3 text-sm ring-1 ring-red-200" data-testid="dead-letters">
+            <p className="font-semibold text-red-800">Dead letters: the handler failed on every delivery</p>
+            <ul className="mt-1 space-y-1">
+              {(status.recent_dead_letters ?? []).map((letter) => (
+                <li key={letter.claim_id || letter.key} className="break-all text-red-900">
+                  <span className="font-mono">{letter.key}</span> after {letter.attempts} deliveries:{' '}
+                  {letter.error}
+                </li>
+              ))}
+            </ul>
+          </div>
+        )}
         <VerdictBanner status={status} />
       </div>
     </Card>

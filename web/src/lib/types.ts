@@ -42,7 +42,19 @@ export interface Status {
   latency_ms: Latency | null
   redelivered: number
   dead_letters: number
+  /** The latest dead letters, newest first (absent from older generators). */
+  recent_dead_letters?: DeadLetter[]
   verdict: Verdict | null
+}
+
+/** A key whose handler failed on every delivery, as the consumers recorded it. */
+export interface DeadLetter {
+  key: string
+  test_id: string
+  claim_id: string
+  attempts: number
+  error: string
+  at: number
 }
 
 /** One point of the keys/s chart; `t` is seconds since the test started. */

@@ -65,6 +65,7 @@ export function makeStatus(overrides: Partial<Status> = {}): Status {
     latency_ms: null,
     redelivered: 0,
     dead_letters: 0,
+    recent_dead_letters: [],
     verdict: null,
     ...overrides,
   }
