@@ -196,6 +196,11 @@ JETSTREAM_REDELIVERED = Gauge(
     registry=CONSUMER_REGISTRY,
 )
 
+# Unknown (NaN) until the first probe: a consumer still connecting has not asked yet, and
+# "== 0" alerts must not fire for it (NaN compares false).
+REDIS_UP.set(float("nan"))
+NATS_UP.set(float("nan"))
+
 # --- generator: the load tester -----------------------------------------------------------
 
 GENERATED = Counter(
