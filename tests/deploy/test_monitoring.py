@@ -139,6 +139,11 @@ def test_pod_monitors_scrape_what_the_pods_annotate(
         port = container_port(container(deployment), endpoint["port"])
         assert str(port) == template["annotations"]["prometheus.io/port"]
         assert endpoint["path"] == template["annotations"]["prometheus.io/path"]
-        assert monitor["metadata"]["labels"]["release"] == (
-            find(monitoring, "PrometheusRule", "expiry-pipeline")["metadata"]["labels"]["release"]
+        assert (
+            monitor["metadata"]["labels"]["release"]
+            == (
+                find(monitoring, "PrometheusRule", "expiry-pipeline")["metadata"]["labels"][
+                    "release"
+                ]
+            )
         )
