@@ -1,10 +1,10 @@
 """Render the Grafana dashboard's panels from real data, for the README (docs/dashboard.png).
 
-Grafana itself is not installable on the development machines (no Debian package, and neither
-PyPI nor npm carries the server), so this draws the same panels another way: it starts the
-local system and a real Prometheus scraping it, runs load tests through the CLI, asks
-Prometheus (query_range) every query of observability/grafana/dashboards/expiry-pipeline.json,
-and lays the answers out on the dashboard's own grid as plain SVG in headless Chromium.
+Grafana itself is not in Debian's archive, nor on PyPI or npm, so this draws the same panels
+another way: it starts the local system and a real Prometheus scraping it, runs load tests
+through the CLI, asks Prometheus (query_range) every query of
+observability/grafana/dashboards/expiry-pipeline.json, and lays the answers out on the
+dashboard's own grid as plain SVG in headless Chromium.
 
     .venv/bin/python scripts/dashboard_snapshot.py [--consumers 4] [--out docs/dashboard.png]
 """
