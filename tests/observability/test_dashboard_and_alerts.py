@@ -132,3 +132,21 @@ def test_prometheus_counts_what_the_generator_counted(
     assert float(generated[0]["value"][1]) == float(consumed[0]["value"][1]) == KEYS
     ready = after_a_test.query("sum(expiry_pipeline_consumer_ready)")
     assert float(ready[0]["value"][1]) == len(local_system.consumer_processes)
+
+
+@pytest.mark.e2e
+def test_each_service_serves_only_its_own_metrics(after_a_test: PrometheusServer) -> None:
+    def names(job: str) -> set[str]:
+        selector = f'{{job="{job}", __name__=~"expiry_pipeline_.+"}}'
+        return {
+            s["metric"]["__name__"] for s in after_a_test.query(f"count by (__name__) ({selector})")
+        }
+
+    generator, consumer = names("generator"), names("consumer")
+    assert generator == {
+        "expiry_pipeline_generated_keys_total",
+        "expiry_pipeline_load_tests_total",
+        "expiry_pipeline_redis_up",
+    }
+    assert "expiry_pipeline_consumed_keys_total" in consumer
+    assert generator & consumer == {"expiry_pipeline_redis_up"}
