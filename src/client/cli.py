@@ -41,20 +41,15 @@ def parser() -> argparse.ArgumentParser:
             "passed"
         ),
     )
-    top.add_argument(
-        "--url",
-        default=os.environ.get("EXPIRY_PIPELINE_URL", DEFAULT_URL),
-        help=f"the generator (default: $EXPIRY_PIPELINE_URL or {DEFAULT_URL})",
-    )
-    top.add_argument(
-        "--token",
-        default=os.environ.get("API_TOKEN") or None,
-        help="bearer token for start and stop (default: $API_TOKEN)",
-    )
-    top.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _connection_options(top, defaults=True)
+    # The same options after the command too (``run --keys 10 --url ...``).
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_options(common, defaults=False)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="start a test, follow it, exit 0 on exactly once")
+    run = commands.add_parser(
+        "run", parents=[common], help="start a test, follow it, exit 0 on exactly once"
+    )
     run.add_argument("--keys", type=int, default=1000, help="keys to generate (default 1000)")
     run.add_argument(
         "--delay", type=int, default=1, help="ms between keys, 0 = as fast as possible (default 1)"
@@ -69,9 +64,35 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="give up (exit 4) after this many seconds; 0 = wait for the verdict (default)",
     )
-    commands.add_parser("status", help="show the current or last test")
-    commands.add_parser("stop", help="stop generating; written keys are still consumed")
+    commands.add_parser("status", parents=[common], help="show the current or last test")
+    commands.add_parser(
+        "stop", parents=[common], help="stop generating; written keys are still consumed"
+    )
     return top
+
+
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """``--url``, ``--token`` and ``--json``; without ``defaults`` they leave unset ones alone."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("EXPIRY_PIPELINE_URL", DEFAULT_URL)),
+        help=f"the generator (default: $EXPIRY_PIPELINE_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=default(os.environ.get("API_TOKEN") or None),
+        help="bearer token for start and stop (default: $API_TOKEN)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print one JSON document on stdout",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,8 @@ def test_run_exits_0_when_every_key_was_consumed_once(
 def test_run_prints_the_verdict_and_delay_for_people(
     local_system: LocalSystem, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--url", local_system.base_url, "run", "--keys", "200", "--delay", "0"]) == 0
+    # Options after the command work as well as before it.
+    assert main(["run", "--keys", "200", "--delay", "0", "--url", local_system.base_url]) == 0
     out = capsys.readouterr().out
     assert out.startswith("PASS: every key consumed exactly once")
     assert "200 generated, 200 consumed, 0 missing, 0 duplicates" in out
@@ -42,8 +43,10 @@ def test_status_and_stop(local_system: LocalSystem, capsys: pytest.CaptureFixtur
     assert main(["--url", local_system.base_url, "--json", "status"]) == EXIT_OK
     status = json.loads(capsys.readouterr().out)
     assert status["state"] == local_system.status()["state"]
-    assert main(["--url", local_system.base_url, "status"]) == EXIT_OK
+    assert main(["status", "--url", local_system.base_url]) == EXIT_OK
     assert capsys.readouterr().out.startswith("test ")
+    assert main(["status", "--json", "--url", local_system.base_url]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["test_id"] == status["test_id"]
     assert main(["--url", local_system.base_url, "stop"]) == EXIT_OK
     assert capsys.readouterr().out.strip() == "stop: idle"
 
