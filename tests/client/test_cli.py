@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tomllib
 from importlib import import_module
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import EXIT_API, EXIT_NOT_EXACTLY_ONCE, EXIT_OK, EXIT_USAGE, main
+from client.cli import EXIT_API, EXIT_NOT_EXACTLY_ONCE, EXIT_OK, EXIT_USAGE, Progress, main
 from shared.local_system import LocalSystem, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,3 +96,30 @@ def test_console_scripts_point_at_real_functions() -> None:
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(import_module(module), function)), target
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal() -> None:
+    status = {
+        "config": {"num_keys": 1000},
+        "progress": 41.0,
+        "generated": 500,
+        "in_flight": 90,
+        "generation_rate": 980.0,
+        "consumption_rate": 975.0,
+        "state": "generating",
+        "elapsed_s": 0.5,
+    }
+    terminal = FakeTerminal()
+    progress = Progress(terminal)
+    progress.show(status)
+    progress.show({**status, "progress": 50.0, "in_flight": 0})
+    progress.done()
+    text = terminal.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n")
+    assert "410/1,000 consumed" in text and "in flight 90" in text
+    assert "gen 980/s" in text and "cons 975/s" in text
