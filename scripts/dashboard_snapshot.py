@@ -82,6 +82,8 @@ def fmt(value: float, unit: str | None) -> str:
     if math.isnan(value):
         return "-"
     if unit == "s":
+        if 0 < value < 0.001:
+            return f"{value * 1e6:.0f} us"
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
     if abs(value) >= 1000:
         return f"{value / 1000:.1f}k"
@@ -115,7 +117,8 @@ def timeseries_panel(
             points = [(t, v) for t, v in points if not math.isnan(v)]
             if points:
                 lines.append((legend(template, s["metric"]), points))
-    top = max([v for _, points in lines for _, v in points] + [1.0]) * 1.1
+    highest = max([v for _, points in lines for _, v in points] + [0.0])
+    top = highest * 1.1 if highest > 0 else 1.0
     left, plot_w = 56, w - 70
 
     def xy(t: float, v: float) -> str:
