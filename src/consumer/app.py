@@ -192,8 +192,8 @@ async def run_consumer(
                     )
 
             work.start_soon(sweeper)
-            # Cancelled with the rest at the grace deadline; the gauges only matter while up.
-            work.start_soon(run_probes, redis, jetstream, config.consumer_id)
+            # In the outer nursery: it must not hold up the drain, and is cancelled with it.
+            outer.start_soon(run_probes, redis, jetstream, config.consumer_id)
             task_status.started(readiness)
             readiness.started = True
             log.info("consumer %s ready", config.consumer_id)
