@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run and watch load tests of the expiry pipeline through its generator.",
         epilog=(
             f"exit status: {EXIT_OK} every key consumed exactly once (run) or done; "
-            f"{EXIT_NOT_EXACTLY_ONCE} keys missing, doubled or dead-lettered; {EXIT_USAGE} bad "
+            f"{EXIT_NOT_EXACTLY_ONCE} keys missing or counted twice; {EXIT_USAGE} bad "
             f"arguments; {EXIT_API} generator unreachable or refused; {EXIT_TIMEOUT} --timeout "
             "passed"
         ),
