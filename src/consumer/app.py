@@ -17,6 +17,7 @@ from consumer.dedup_publisher import run_dedup_publisher
 from consumer.expiry_listener import run_expiry_listener
 from consumer.handler import Handler, load_handler
 from consumer.health import serve_health
+from consumer.probes import run_probes
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
@@ -192,6 +193,8 @@ async def run_consumer(
                     )
 
             work.start_soon(sweeper)
+            # In the outer nursery: it must not hold up the drain, and is cancelled with it.
+            outer.start_soon(run_probes, redis, jetstream, config.consumer_id)
             task_status.started(readiness)
             readiness.started = True
             log.info("consumer %s ready", config.consumer_id)

@@ -18,6 +18,13 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def observe_readiness(readiness: Readiness) -> None:
+    """Copy the readiness flags into their gauges (read at each scrape, so never stale)."""
+    telemetry.READY.set(1 if readiness.ready else 0)
+    telemetry.LISTENING.set(1 if readiness.subscribed and not readiness.stopping else 0)
+    telemetry.BOUND.set(1 if readiness.bound else 0)
+
+
 def make_health_app(readiness: Readiness) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """An ASGI app answering ``/healthz``, ``/readyz`` and ``/metrics``."""
 
@@ -36,12 +43,11 @@ def make_health_app(readiness: Readiness) -> Callable[[Scope, Receive, Send], Aw
         if path == "/healthz":
             status, body, ctype = 200, b'{"ok": true}', "application/json"
         elif path == "/readyz":
-            telemetry.READY.set(1 if readiness.ready else 0)
             status = 200 if readiness.ready else 503
             body, ctype = json.dumps(readiness.as_dict()).encode(), "application/json"
         elif path == "/metrics":
-            telemetry.READY.set(1 if readiness.ready else 0)
-            body, ctype = telemetry.render()
+            observe_readiness(readiness)
+            body, ctype = telemetry.render(telemetry.CONSUMER_REGISTRY)
             status = 200
         else:
             status, body, ctype = 404, b'{"error": "not found"}', "application/json"

@@ -88,5 +88,10 @@ async def main() -> None:
     await run_until_signalled(partial(run_generator, config))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``expiry-pipeline-generator`` console script."""
     trio.run(main)
+
+
+if __name__ == "__main__":
+    run()

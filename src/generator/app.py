@@ -207,7 +207,14 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.get("/metrics")
     async def prometheus() -> Any:
-        body, content_type = telemetry.render()
+        redis_up = False
+        with trio.move_on_after(1):
+            try:
+                redis_up = await services.redis.call("PING") in (True, "PONG")
+            except Exception as exc:  # reported as the gauge's 0
+                log.debug("Redis PING for /metrics failed: %s", exc)
+        telemetry.GENERATOR_REDIS_UP.set(1 if redis_up else 0)
+        body, content_type = telemetry.render(telemetry.GENERATOR_REGISTRY)
         return Response(body, content_type=content_type)
 
     @app.get("/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .manifests import AUTOSCALE, K8S, Manifest, render
+from .manifests import AUTOSCALE, K8S, MONITORING, Manifest, render
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +17,9 @@ def base() -> list[Manifest]:
 def autoscale() -> list[Manifest]:
     """Every object ``kubectl kustomize k8s/overlays/autoscale`` renders."""
     return render(AUTOSCALE)
+
+
+@pytest.fixture(scope="session")
+def monitoring() -> list[Manifest]:
+    """Every object ``kubectl kustomize k8s/overlays/monitoring`` renders."""
+    return render(MONITORING)

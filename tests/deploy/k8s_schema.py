@@ -31,6 +31,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 #: (apiVersion, kind) of CRD-defined objects -> our strict schema for them.
 CUSTOM_SCHEMAS: Mapping[tuple[str, str], str] = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda-v1alpha1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring-v1.json",
 }
 
 

@@ -19,6 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 AUTOSCALE = K8S / "overlays" / "autoscale"
+MONITORING = K8S / "overlays" / "monitoring"
 NAMESPACE = "expiry-pipeline"
 CONFIG_PY = REPO / "src" / "shared" / "config.py"
 NAMES_PY = REPO / "src" / "shared" / "names.py"

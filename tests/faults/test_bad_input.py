@@ -322,7 +322,9 @@ def test_foreign_and_malformed_expiring_keys_never_disturb_the_test(
     client = redis.Redis.from_url(local_system.redis_url or "")
     consumers = range(len(local_system.consumer_processes))
     ignored_before = [
-        prometheus_value(consumer_metrics(local_system, i), "expiry_events_total", kind="ignored")
+        prometheus_value(
+            consumer_metrics(local_system, i), "expiry_pipeline_expiry_events_total", kind="ignored"
+        )
         for i in consumers
     ]
     current_test(local_system)
@@ -362,7 +364,7 @@ def test_foreign_and_malformed_expiring_keys_never_disturb_the_test(
 
         def grew(index: int = index) -> bool:
             text = consumer_metrics(local_system, index)
-            count = prometheus_value(text, "expiry_events_total", kind="ignored")
+            count = prometheus_value(text, "expiry_pipeline_expiry_events_total", kind="ignored")
             return count - ignored_before[index] >= len(IGNORED_NAMES)
 
         wait_until(grew, 10, f"consumer {index} counting the foreign keys as ignored")

@@ -156,7 +156,7 @@ def test_security_headers_and_health(local_system: LocalSystem) -> None:
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert call(local_system, "GET", "/readyz")[0] == 200
     status, headers, body = call(local_system, "GET", "/metrics")
-    assert status == 200 and "generated_keys_total" in body
+    assert status == 200 and "expiry_pipeline_generated_keys_total" in body
 
 
 def test_the_ui_is_served_with_cache_headers_for_hashed_assets(local_system: LocalSystem) -> None:

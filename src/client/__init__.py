@@ -1,0 +1,1 @@
+"""``expiry-pipeline``: a command-line client for the generator's control API."""

@@ -1,0 +1,5 @@
+"""``python -m client``: the same as the ``expiry-pipeline`` command."""
+
+from client.cli import main
+
+raise SystemExit(main())
