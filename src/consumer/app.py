@@ -94,6 +94,8 @@ async def connect_jetstream(config: ConsumerConfig) -> JetStream:
                 config.common.nats_creds,
                 f"consumer-{config.consumer_id}",
                 names.queue_of(config.fleet),
+                stream=config.stream,
+                ca_file=config.common.nats_ca_file,
             )
             break
         except ConnectionError as exc:

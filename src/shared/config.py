@@ -25,10 +25,27 @@ class CommonConfig:
     """Settings both services read."""
 
     redis_url: str
+    #: One NATS server URL, or several separated by commas (a cluster's seed servers).
     nats_url: str
     nats_creds: str | None
     log_level: str
     log_format: str
+    #: A PEM file of the CA that signed the NATS servers' certificates (tls://), if not public.
+    nats_ca_file: str | None = None
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """``nats_url`` as the list of servers nats-py connects to."""
+        return split_servers(self.nats_url)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How JetStream keeps the work queue: replicas (1 per node of a cluster) and storage."""
+
+    replicas: int = 1
+    #: ``memory`` (the design's default: fast, lost when the servers restart) or ``file``.
+    storage: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -63,10 +80,12 @@ class ConsumerConfig:
     handler_concurrency: int = 64
     handler_timeout_ms: int = 30_000
     fleet: str = ""
+    stream: StreamSettings = StreamSettings()
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("text", "json")
+_STORAGES = ("memory", "file")
 
 
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
@@ -89,6 +108,28 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return value
 
 
+def split_servers(value: str) -> list[str]:
+    """The servers of a comma-separated URL list (blank entries ignored)."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _url_list(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _get(env, name, default)
+    servers = split_servers(value)
+    if not servers:
+        raise ConfigError(f"{name} is empty: expected one URL or several separated by commas")
+    for server in servers:
+        _url({name: server}, name, default, schemes)
+    return ",".join(servers)
+
+
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    path = _get(env, name, "") or None
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"{name}={path!r} is not a readable file")
+    return path
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = _get(env, name, str(default))
     try:
@@ -109,7 +150,9 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 
 
 def _redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
+    """``url`` (or a comma-separated list of URLs) without passwords, for messages and logs."""
+    if "," in url:
+        return ",".join(_redact(part) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -124,15 +167,21 @@ def redact(url: str) -> str:
 
 def load_common(env: Mapping[str, str]) -> CommonConfig:
     """Read the settings both services share."""
-    creds = _get(env, "NATS_CREDS", "") or None
-    if creds is not None and not os.path.isfile(creds):
-        raise ConfigError(f"NATS_CREDS={creds!r} is not a readable file")
     return CommonConfig(
         redis_url=_url(env, "REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss")),
-        nats_url=_url(env, "NATS_URL", "nats://localhost:4222", ("nats", "tls")),
-        nats_creds=creds,
+        nats_url=_url_list(env, "NATS_URL", "nats://localhost:4222", ("nats", "tls")),
+        nats_creds=_file(env, "NATS_CREDS"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS),
         log_format=_choice(env, "LOG_FORMAT", "text", _LOG_FORMATS),
+        nats_ca_file=_file(env, "NATS_CA_FILE"),
+    )
+
+
+def load_stream(env: Mapping[str, str]) -> StreamSettings:
+    """``STREAM_REPLICAS`` and ``STREAM_STORAGE``: how JetStream keeps the work queue."""
+    return StreamSettings(
+        replicas=_int(env, "STREAM_REPLICAS", 1, 1, 5),
+        storage=_choice(env, "STREAM_STORAGE", "memory", _STORAGES),
     )
 
 
@@ -178,6 +227,7 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         handler_concurrency=_int(env, "HANDLER_CONCURRENCY", 64, 1, 10_000),
         handler_timeout_ms=_int(env, "HANDLER_TIMEOUT_MS", 30_000, 100, 3_600_000),
         fleet=_fleet(env),
+        stream=load_stream(env),
     )
 
 

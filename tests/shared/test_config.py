@@ -51,3 +51,38 @@ def test_passwords_are_redacted() -> None:
     with pytest.raises(ConfigError) as error:
         load_generator({"REDIS_URL": "redis://user:s3cret@host:notaport"})
     assert "s3cret" not in str(error.value)
+
+
+def test_several_nats_servers_are_a_list() -> None:
+    common = load_generator({"NATS_URL": " nats://a:4222, tls://u:pw@b:4222 ,nats://c:4222"}).common
+    assert common.nats_servers == ["nats://a:4222", "tls://u:pw@b:4222", "nats://c:4222"]
+    assert redact(common.nats_url) == "nats://a:4222,tls://u:***@b:4222,nats://c:4222"
+
+
+@pytest.mark.parametrize(
+    "value", ["nats://a:4222,b:4222", "nats://a:4222,http://b", "nats://a:4222,nats://b:x", ","]
+)
+def test_every_nats_server_is_checked(value: str) -> None:
+    with pytest.raises(ConfigError, match="NATS_URL"):
+        load_generator({"NATS_URL": value})
+
+
+def test_a_bad_server_in_a_list_does_not_show_a_password() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_generator({"NATS_URL": "nats://a:4222,nats://u:s3cret@b:port"})
+    assert "s3cret" not in str(error.value)
+
+
+def test_stream_settings() -> None:
+    default = load_consumer({"CONSUMER_ID": "c"}).stream
+    assert (default.replicas, default.storage) == (1, "memory")
+    ha = load_consumer({"STREAM_REPLICAS": "3", "STREAM_STORAGE": "File"}).stream
+    assert (ha.replicas, ha.storage) == (3, "file")
+    for env in ({"STREAM_REPLICAS": "0"}, {"STREAM_REPLICAS": "6"}, {"STREAM_STORAGE": "disk"}):
+        with pytest.raises(ConfigError, match=next(iter(env))):
+            load_consumer(env)
+
+
+def test_nats_ca_file_must_exist() -> None:
+    with pytest.raises(ConfigError, match="NATS_CA_FILE"):
+        load_generator({"NATS_CA_FILE": "/nonexistent/ca.pem"})

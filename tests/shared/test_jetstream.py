@@ -6,6 +6,7 @@ from nats.js import api
 from shared import names
 from shared.bridge import JetStream, open_bridge
 from shared.bridge.loop import crossing
+from shared.config import StreamSettings
 from shared.local_system import NatsServer
 
 
@@ -54,3 +55,29 @@ async def test_an_existing_stream_with_other_settings_is_reported_not_replaced(
         await jetstream.aclose()
     assert any("storage" in d and "file" in d for d in differences), differences
     assert any("retention" in d for d in differences), differences
+
+
+async def test_the_stream_takes_its_storage_from_the_settings(nats_server: NatsServer) -> None:
+    async def storage() -> api.StorageType | None:
+        nc = await nats.connect(nats_server.url)
+        config = (await nc.jetstream().stream_info(names.STREAM)).config
+        await nc.close()
+        return config.storage
+
+    async with open_bridge():
+        jetstream = await JetStream.connect(
+            nats_server.url, None, "test", stream=StreamSettings(replicas=1, storage="file")
+        )
+        assert await jetstream.ensure_topology() == []
+        found = await crossing(storage)()
+        await jetstream.aclose()
+        # A consumer configured for memory (the default) reports the file stream, and the
+        # replicas it cannot have on a single server.
+        other = await JetStream.connect(
+            nats_server.url, None, "test", stream=StreamSettings(replicas=3, storage="memory")
+        )
+        differences = await other.ensure_topology()
+        await other.aclose()
+    assert found == api.StorageType.FILE
+    assert any("storage" in d and "memory" in d for d in differences), differences
+    assert any("num_replicas: wanted 3, found 1" in d for d in differences), differences

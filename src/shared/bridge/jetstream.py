@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from nats.js.errors import NotFoundError
 
 from shared import names
 from shared.bridge.loop import crossing
-from shared.config import redact
+from shared.config import StreamSettings, redact, split_servers
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,21 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 5.0
 
 
-def stream_config(queue: names.Queue) -> api.StreamConfig:
-    """The settings of ``queue``'s stream: a WorkQueue, in memory, kept for a day at most."""
+DEFAULT_STREAM = StreamSettings()
+_STORAGE_TYPES = {"memory": api.StorageType.MEMORY, "file": api.StorageType.FILE}
+
+
+def stream_config(
+    queue: names.Queue, settings: StreamSettings = DEFAULT_STREAM
+) -> api.StreamConfig:
+    """The settings of ``queue``'s stream: a WorkQueue kept for a day at most, with the
+    replicas and storage of ``settings`` (one replica in memory by default)."""
     return api.StreamConfig(
         name=queue.stream,
         subjects=[queue.subject],
         retention=api.RetentionPolicy.WORK_QUEUE,
-        storage=api.StorageType.MEMORY,
+        storage=_STORAGE_TYPES[settings.storage],
+        num_replicas=settings.replicas,
         max_age=names.STREAM_MAX_AGE_S,
     )
 
@@ -73,24 +82,41 @@ class ConnectionEvents:
 class JetStream:
     """The work queue: stream, durable pull consumer, publishing and fetching."""
 
-    def __init__(self, nc: Any, events: ConnectionEvents, queue: names.Queue) -> None:
+    def __init__(
+        self,
+        nc: Any,
+        events: ConnectionEvents,
+        queue: names.Queue,
+        stream: StreamSettings = DEFAULT_STREAM,
+    ) -> None:
         self._nc = nc
         self._js = nc.jetstream(publish_async_max_pending=20000)
         self._feeds: set[Feed] = set()
         self.events = events
         self.queue = queue
+        self.stream = stream
 
     @classmethod
     async def connect(
-        cls, url: str, creds: str | None, name: str, queue: names.Queue | None = None
+        cls,
+        url: str,
+        creds: str | None,
+        name: str,
+        queue: names.Queue | None = None,
+        *,
+        stream: StreamSettings | None = None,
+        ca_file: str | None = None,
     ) -> JetStream:
         """Connect to NATS (raises when unreachable; reconnects by itself once connected).
 
-        ``queue`` is the fleet's work queue (the design's names by default).
+        ``url`` is one server or several separated by commas (any of them will do; nats-py
+        learns the rest of a cluster from the one it reaches). ``queue`` is the fleet's work
+        queue (the design's names by default); ``stream`` how its stream is kept, when this
+        process creates it; ``ca_file`` the CA to trust for ``tls://`` servers.
         """
         events = ConnectionEvents()
-        nc = await crossing(_connect)(url, creds, name, events)
-        return cls(nc, events, queue or names.queue_of())
+        nc = await crossing(_connect)(url, creds, name, events, ca_file)
+        return cls(nc, events, queue or names.queue_of(), stream or DEFAULT_STREAM)
 
     @property
     def is_connected(self) -> bool:
@@ -103,7 +129,7 @@ class JetStream:
         Returns a description of each setting in which an existing stream or consumer differs
         from the one this system needs (empty when all match); those are reported, not replaced.
         """
-        return await crossing(_ensure_topology)(self._js, self.queue)
+        return await crossing(_ensure_topology)(self._js, self.queue, self.stream)
 
     async def publish_batch(self, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
         """Publish each (key, headers); return per item whether JetStream stored it (or had it)."""
@@ -144,7 +170,9 @@ class JetStream:
         await crossing(_close)(self._nc)
 
 
-async def _connect(url: str, creds: str | None, name: str, events: ConnectionEvents) -> Any:
+async def _connect(
+    url: str, creds: str | None, name: str, events: ConnectionEvents, ca_file: str | None
+) -> Any:
     async def disconnected() -> None:
         if not events.closing:
             log.warning("NATS connection lost; reconnecting")
@@ -160,7 +188,7 @@ async def _connect(url: str, creds: str | None, name: str, events: ConnectionEve
             log.warning("NATS at %s: %s; retrying", redact(url), exc or type(exc).__name__)
 
     options: dict[str, Any] = {
-        "servers": [url],
+        "servers": split_servers(url),
         "name": name,
         "connect_timeout": 2,
         "allow_reconnect": True,
@@ -172,10 +200,29 @@ async def _connect(url: str, creds: str | None, name: str, events: ConnectionEve
     }
     if creds:
         options["user_credentials"] = creds
+    if ca_file:
+        options["tls"] = ssl.create_default_context(cafile=ca_file)
     try:
         return await nats.connect(**options)
     except Exception as exc:
-        raise ConnectionError(f"cannot connect to NATS at {redact(url)}: {exc}") from None
+        raise ConnectionError(
+            f"cannot connect to NATS at {redact(url)}: {_explain(exc, creds, ca_file)}"
+        ) from None
+
+
+def _explain(exc: Exception, creds: str | None, ca_file: str | None) -> str:
+    """What went wrong connecting, and what to check."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        trusted = f"NATS_CA_FILE={ca_file}" if ca_file else "the system's CAs (no NATS_CA_FILE)"
+        return (
+            f"the server's TLS certificate is not trusted ({exc.args[-1] if exc.args else text}):"
+            f" set NATS_CA_FILE to the CA that signed it (trusted now: {trusted})"
+        )
+    if "authorization" in text.lower() or "authentication" in text.lower():
+        what = f"the credentials in NATS_CREDS={creds}" if creds else "no NATS_CREDS"
+        return f"the server refused {what} ({text.strip()}): check the user and its account"
+    return text
 
 
 def _differences(wanted: Any, actual: Any, fields: Sequence[str]) -> list[str]:
@@ -187,12 +234,14 @@ def _differences(wanted: Any, actual: Any, fields: Sequence[str]) -> list[str]:
     return diffs
 
 
-async def _ensure_topology(js: Any, queue: names.Queue) -> list[str]:
-    wanted_stream, wanted_consumer = stream_config(queue), consumer_config(queue)
+async def _ensure_topology(js: Any, queue: names.Queue, settings: StreamSettings) -> list[str]:
+    wanted_stream, wanted_consumer = stream_config(queue, settings), consumer_config(queue)
     try:
         info = await js.stream_info(queue.stream)
         diffs = _differences(
-            wanted_stream, info.config, ("subjects", "retention", "storage", "max_age")
+            wanted_stream,
+            info.config,
+            ("subjects", "retention", "storage", "num_replicas", "max_age"),
         )
         diffs = [f"stream {queue.stream} {d}" for d in diffs]
     except NotFoundError:
