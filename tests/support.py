@@ -104,15 +104,15 @@ def check_jetstream_settled(
     """Wait until the work queue holds nothing: no message waiting, none delivered and unacked.
 
     Acknowledgements go out just after counting, so they may trail the verdict a little.
-    ``monitor_port`` is the NATS monitoring port (default: that of the system's own NATS).
+    ``monitor_port`` is the NATS monitoring port (default: that of the system's own NATS, or
+    of the stream's leader in a cluster, asked again on every check).
     """
-    if monitor_port is None:
-        assert system.nats is not None
-        monitor_port = system.nats.monitor_port
-    port = monitor_port
+
+    def port() -> int:
+        return monitor_port or system.nats_monitor_port(names.STREAM)
 
     def settled() -> dict[str, Any] | None:
-        consumer = jetstream_consumer(port)
+        consumer = jetstream_consumer(port())
         idle = consumer["num_pending"] == consumer["num_ack_pending"] == 0
         return consumer if idle and consumer["stream_messages"] == 0 else None
 
@@ -120,7 +120,7 @@ def check_jetstream_settled(
         return dict(wait_until(settled, timeout, "an empty JetStream work queue", interval=0.2))
     except TimeoutError:
         raise AssertionError(
-            f"JetStream still holds work: {jetstream_consumer(port)}\n{system.logs()}"
+            f"JetStream still holds work: {jetstream_consumer(port())}\n{system.logs()}"
         ) from None
 
 

@@ -193,7 +193,11 @@ class RedisServer:
 
 
 class NatsServer:
-    """A nats-server with JetStream, its store in a temporary folder, monitoring enabled."""
+    """A nats-server with JetStream, its store in a temporary folder, monitoring enabled.
+
+    ``config`` is the text of a configuration file (TLS, accounts, a cluster block) that the
+    server reads before its command-line options; ``scheme`` is ``tls`` for a TLS-only server.
+    """
 
     def __init__(
         self,
@@ -201,14 +205,26 @@ class NatsServer:
         port: int | None = None,
         user: str | None = None,
         password: str | None = None,
+        *,
+        name: str | None = None,
+        config: str | None = None,
+        scheme: str = "nats",
     ) -> None:
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.user, self.password = user, password
+        self.name = name or f"nats-{self.port}"
+        self.scheme = scheme
         self.dir = workdir / f"nats-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            find_binary("nats-server"),
+        argv = [find_binary("nats-server")]
+        if config is not None:
+            config_file = self.dir / "nats.conf"
+            config_file.write_text(config)
+            argv += ["-c", str(config_file)]
+        argv += [
+            "-n",
+            self.name,
             "-a",
             "127.0.0.1",
             "-p",
@@ -221,27 +237,101 @@ class NatsServer:
         ]
         if user and password:
             argv += ["--user", user, "--pass", password]
-        self.process = Process("nats", argv, self.dir / "nats.log")
+        self.process = Process(self.name, argv, self.dir / "nats.log")
 
     @property
     def url(self) -> str:
         """The NATS_URL of this server."""
         auth = f"{self.user}:{self.password}@" if self.user else ""
-        return f"nats://{auth}127.0.0.1:{self.port}"
+        return f"{self.scheme}://{auth}127.0.0.1:{self.port}"
 
-    def start(self) -> NatsServer:
-        """Start and wait until JetStream is up."""
+    def start(self, health: str = "/healthz?js-enabled-only=true") -> NatsServer:
+        """Start and wait until JetStream is up (``health``: the monitoring check to pass)."""
         self.process.start()
-        wait_until(
-            lambda: http_json(f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"),
-            15,
-            "nats-server",
-        )
+        self.wait_healthy(health)
         return self
+
+    def wait_healthy(self, health: str = "/healthz?js-enabled-only=true") -> None:
+        """Wait until the monitoring endpoint ``health`` answers ok."""
+
+        def healthy() -> Any:
+            if not self.process.running:
+                raise RuntimeError(f"{self.name} exited:\n{self.process.log_text()[-2000:]}")
+            return http_json(f"http://127.0.0.1:{self.monitor_port}{health}")
+
+        wait_until(healthy, 30, self.name)
 
     def stop(self) -> None:
         """Stop the server."""
         self.process.stop()
+
+    def jsz(self, query: str = "streams=true") -> dict[str, Any]:
+        """This server's JetStream report (``/jsz``)."""
+        return dict(http_json(f"http://127.0.0.1:{self.monitor_port}/jsz?{query}", timeout=2))
+
+
+class NatsCluster:
+    """Three (or ``size``) nats-servers routed into one JetStream cluster on loopback.
+
+    Each node has its own client, route and monitoring port and its own store directory, so a
+    node can be killed and restarted like a pod of a StatefulSet.
+    """
+
+    NAME = "expiry-local"
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        route_ports = [free_port() for _ in range(size)]
+        routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in route_ports)
+        self.nodes = []
+        for index, route_port in enumerate(route_ports):
+            config = (
+                f"cluster {{\n  name: {self.NAME}\n  listen: 127.0.0.1:{route_port}\n"
+                f"  routes: [{routes}]\n}}\n"
+            )
+            self.nodes.append(NatsServer(workdir, name=f"nats-{index}", config=config))
+
+    @property
+    def url(self) -> str:
+        """The NATS_URL of the cluster: every node, separated by commas."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> NatsCluster:
+        """Start every node, then wait until each has joined and JetStream has a meta leader."""
+        for node in self.nodes:
+            node.process.start()
+        for node in self.nodes:
+            node.wait_healthy("/healthz")
+        return self
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+    @property
+    def running(self) -> list[NatsServer]:
+        """The nodes whose process is alive."""
+        return [node for node in self.nodes if node.process.running]
+
+    def stream_leader(self, stream: str) -> NatsServer:
+        """The node that leads ``stream`` now (as a running node reports it)."""
+
+        def leader() -> NatsServer | None:
+            for node in self.running:
+                for account in node.jsz("streams=true").get("account_details", []):
+                    for detail in account.get("stream_detail", []):
+                        name = (detail.get("cluster") or {}).get("leader")
+                        if detail["name"] == stream and name:
+                            return next((n for n in self.running if n.name == name), None)
+            return None
+
+        return wait_until(leader, 15, f"a leader of stream {stream}")  # type: ignore[no-any-return]
+
+    def monitor_port(self, stream: str | None = None) -> int:
+        """The monitoring port of ``stream``'s leader (of any running node without one)."""
+        if stream is not None:
+            return self.stream_leader(stream).monitor_port
+        return self.running[0].monitor_port
 
 
 def service_env(extra: dict[str, str]) -> dict[str, str]:
@@ -261,11 +351,14 @@ class LocalSystem:
     consumers: int = 6
     redis_url: str | None = None
     nats_url: str | None = None
+    #: Run NATS as a 3-node cluster with the stream replicated on every node, in files.
+    nats_cluster: bool = False
     generator_port: int | None = None
     generator_host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     redis: RedisServer | None = None
     nats: NatsServer | None = None
+    cluster: NatsCluster | None = None
     generator: Process | None = None
     consumer_processes: list[Process] = field(default_factory=list)
     health_ports: list[int] = field(default_factory=list)
@@ -294,6 +387,10 @@ class LocalSystem:
         if self.redis_url is None:
             self.redis = RedisServer(self.workdir).start()
             self.redis_url = self.redis.url
+        if self.nats_url is None and self.nats_cluster:
+            self.cluster = NatsCluster(self.workdir).start()
+            self.nats_url = self.cluster.url
+            self.env = {"STREAM_REPLICAS": "3", "STREAM_STORAGE": "file", **self.env}
         if self.nats_url is None:
             self.nats = NatsServer(self.workdir).start()
             self.nats_url = self.nats.url
@@ -409,10 +506,18 @@ class LocalSystem:
             self.generator.signal(signal.SIGTERM)
         for process in [*self.consumer_processes, *filter(None, [self.generator])]:
             codes[process.name] = process.stop(timeout=15)
-        for server in (self.nats, self.redis):
+        for server in (self.nats, self.cluster, self.redis):
             if server is not None:
                 server.stop()
         return codes
+
+    def nats_monitor_port(self, stream: str | None = None) -> int:
+        """The NATS monitoring port to ask about JetStream: the server's, or in a cluster that
+        of ``stream``'s leader (any running node without a stream)."""
+        if self.cluster is not None:
+            return self.cluster.monitor_port(stream)
+        assert self.nats is not None, "the system runs on a NATS of its own"
+        return self.nats.monitor_port
 
     def logs(self) -> str:
         """The tail of every process's log, for failure messages."""
