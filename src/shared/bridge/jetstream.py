@@ -185,7 +185,7 @@ async def _connect(
 
     async def error(exc: Exception) -> None:
         if throttle.allow(type(exc).__name__):
-            log.warning("NATS at %s: %s; retrying", redact(url), exc or type(exc).__name__)
+            log.warning("NATS at %s: %s; retrying", redact(url), _explain(exc, creds, ca_file))
 
     options: dict[str, Any] = {
         "servers": split_servers(url),
@@ -220,9 +220,27 @@ def _explain(exc: Exception, creds: str | None, ca_file: str | None) -> str:
             f" set NATS_CA_FILE to the CA that signed it (trusted now: {trusted})"
         )
     if "authorization" in text.lower() or "authentication" in text.lower():
-        what = f"the credentials in NATS_CREDS={creds}" if creds else "no NATS_CREDS"
-        return f"the server refused {what} ({text.strip()}): check the user and its account"
+        if creds:
+            return (
+                f"the server refused the credentials in NATS_CREDS={creds} ({text.strip()}): "
+                "check that the file's user belongs to an account this server trusts"
+            )
+        return (
+            f"the server refused the connection ({text.strip()}): check the user and password "
+            "in NATS_URL, or set NATS_CREDS to the user's .creds file"
+        )
     return text
+
+
+class _QuietTlsClose(logging.Filter):
+    """Drops asyncio's note that nats-py's protocol asks to keep a TLS connection half-open
+    when the server closes it: harmless, and repeated on every TLS disconnect."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsClose())
 
 
 def _differences(wanted: Any, actual: Any, fields: Sequence[str]) -> list[str]:
