@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .manifests import AUTOSCALE, K8S, MONITORING, Manifest, render
+from .manifests import AUTOSCALE, HA, K8S, MONITORING, Manifest, render
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +23,9 @@ def autoscale() -> list[Manifest]:
 def monitoring() -> list[Manifest]:
     """Every object ``kubectl kustomize k8s/overlays/monitoring`` renders."""
     return render(MONITORING)
+
+
+@pytest.fixture(scope="session")
+def ha() -> list[Manifest]:
+    """Every object ``kubectl kustomize k8s/overlays/ha`` renders."""
+    return render(HA)

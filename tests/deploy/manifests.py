@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 AUTOSCALE = K8S / "overlays" / "autoscale"
 MONITORING = K8S / "overlays" / "monitoring"
+HA = K8S / "overlays" / "ha"
 NAMESPACE = "expiry-pipeline"
 CONFIG_PY = REPO / "src" / "shared" / "config.py"
 NAMES_PY = REPO / "src" / "shared" / "names.py"
@@ -134,7 +135,7 @@ def container_env(
     return env
 
 
-_READERS = {"_get", "_url", "_int", "_choice"}
+_READERS = {"_get", "_url", "_url_list", "_file", "_int", "_choice"}
 
 
 def config_variables() -> dict[str, set[str]]:
@@ -162,7 +163,8 @@ def config_variables() -> dict[str, set[str]]:
     return {
         "common": common,
         "generator": common | found.get("generator", set()),
-        "consumer": common | found.get("consumer", set()),
+        # load_consumer reads the stream settings through load_stream.
+        "consumer": common | found.get("consumer", set()) | found.get("stream", set()),
     }
 
 

@@ -131,12 +131,26 @@ def http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def remap(url: str, services: dict[str, int]) -> str:
-    """``url`` with a Service host name (redis, nats) replaced by the local stand-in."""
-    parts = urlsplit(url)
-    assert parts.hostname in services, f"{url} names no Service this test stands in for"
-    netloc = f"127.0.0.1:{services[parts.hostname]}"
-    return urlunsplit(parts._replace(netloc=netloc))
+def remap(value: str, services: dict[str, int]) -> str:
+    """A URL (or a comma-separated list of them) with each Service host name (redis, nats,
+    nats-0.nats-headless, ...) replaced by its local stand-in; other values as they are."""
+    if "://" not in value:
+        return value
+    urls = []
+    for url in value.split(","):
+        parts = urlsplit(url)
+        assert parts.hostname in services, f"{url} names no Service this test stands in for"
+        netloc = f"127.0.0.1:{services[parts.hostname]}"
+        urls.append(urlunsplit(parts._replace(netloc=netloc)))
+    return ",".join(urls)
+
+
+def remap_paths(value: str, mounts: dict[str, Path]) -> str:
+    """A file path under a volume's mount path, moved to the local folder standing in for it."""
+    for mount_path, local in mounts.items():
+        if value.startswith(mount_path + "/"):
+            return str(local / value.removeprefix(mount_path + "/"))
+    return value
 
 
 def process_env(
@@ -199,11 +213,23 @@ def test_manifests_run_a_test_exactly_once(base: list[Manifest], fleet: Fleet) -
     wait_until(lambda: redis_answers(redis_port), 20, "redis-server", fleet)
     monitor = f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true"
     wait_until(lambda: http_ok(monitor), 20, "nats-server", fleet)
-    services = {"redis": redis_port, "nats": nats_port}
+    run_the_manifests(base, fleet, {"redis": redis_port, "nats": nats_port}, {})
+
+
+def run_the_manifests(
+    objects: list[Manifest],
+    fleet: Fleet,
+    services: dict[str, int],
+    mounts: dict[str, Path],
+) -> None:
+    """Start the generator and two consumers as the rendered Deployments describe them, with
+    ``services`` (host name -> local port) standing in for the Services and ``mounts`` (mount
+    path -> local folder) for the volumes; run a test through them and stop them as the
+    kubelet would."""
+    base = objects
     shared = {
-        name: remap(url, services)
+        name: remap_paths(remap(url, services), mounts)
         for name, url in find(base, "ConfigMap", "pipeline-config")["data"].items()
-        if name in ("REDIS_URL", "NATS_URL")
     }
 
     # The generator, as its Deployment describes it.
