@@ -1,5 +1,8 @@
 """Benchmark: the whole local system, 6 consumers, N keys at delay 0 / TTL 100 ms.
 
+``--nats-cluster`` runs NATS as a 3-node JetStream cluster on this machine with the stream
+replicated on every node in files (R3, file storage), as the HA deployment does.
+
 Prints end-to-end keys/s, the spread between consumers, lost and duplicate keys (checked key
 by key), CPU per process, and the delay from each key's TTL deadline to its consumption.
 """
@@ -37,18 +40,34 @@ def main() -> int:
     parser.add_argument("--consumers", type=int, default=6)
     parser.add_argument("--delay", type=int, default=0)
     parser.add_argument("--ttl", type=int, default=100)
+    parser.add_argument(
+        "--nats-cluster",
+        action="store_true",
+        help="3-node NATS cluster, stream at 3 replicas in files (default: one server, memory)",
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
-        running_system(Path(tmp), consumers=args.consumers, env={"LOG_LEVEL": "WARNING"}) as system,
+        running_system(
+            Path(tmp),
+            consumers=args.consumers,
+            env={"LOG_LEVEL": "WARNING"},
+            nats_cluster=args.nats_cluster,
+        ) as system,
     ):
         procs = {
             p.name: psutil.Process(p.popen.pid)
             for p in [*system.consumer_processes, system.generator]
             if p.popen is not None
         }
-        assert system.redis is not None and system.nats is not None
-        for name, proc in (("redis", system.redis.process), ("nats", system.nats.process)):
+        assert system.redis is not None
+        servers = [("redis", system.redis.process)]
+        if system.cluster is not None:
+            servers += [(node.name, node.process) for node in system.cluster.nodes]
+        else:
+            assert system.nats is not None
+            servers.append(("nats", system.nats.process))
+        for name, proc in servers:
             assert proc.popen is not None
             procs[name] = psutil.Process(proc.popen.pid)
         before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
@@ -70,6 +89,8 @@ def main() -> int:
     counts = sorted(status["consumers"].values())
     print(f"keys            {args.keys:,} (delay {args.delay} ms, TTL {args.ttl} ms)")
     print(f"consumers       {args.consumers}")
+    nats = "3-node cluster, stream R3 in files" if args.nats_cluster else "1 server, memory"
+    print(f"nats            {nats}")
     print(f"verdict         {status['verdict']}")
     print(f"end-to-end      {status['generated'] / elapsed:,.0f} keys/s ({elapsed:.2f} s)")
     print(f"lost            {lost}")
