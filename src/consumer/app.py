@@ -48,6 +48,13 @@ async def check_keyspace_events(redis: RedisGateway) -> None:
         )
         return
     except Exception as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            log.error(
+                "Redis's TLS certificate is not trusted (%s): add ?ssl_ca_certs=<file of the CA "
+                "that signed it> to REDIS_URL; until then this consumer stays unready",
+                exc,
+            )
+            return
         log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'Ex'", exc)
         return
     if isinstance(reply, dict):

@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from shared import names
 from shared.patterns import KeyPatterns, PatternError
@@ -167,8 +167,14 @@ def redact(url: str) -> str:
 
 def load_common(env: Mapping[str, str]) -> CommonConfig:
     """Read the settings both services share."""
+    redis_url = _url(env, "REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss"))
+    for ca_file in parse_qs(urlsplit(redis_url).query).get("ssl_ca_certs", []):
+        if not os.path.isfile(ca_file):
+            raise ConfigError(
+                f"REDIS_URL names ssl_ca_certs={ca_file!r}, which is not a readable file"
+            )
     return CommonConfig(
-        redis_url=_url(env, "REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss")),
+        redis_url=redis_url,
         nats_url=_url_list(env, "NATS_URL", "nats://localhost:4222", ("nats", "tls")),
         nats_creds=_file(env, "NATS_CREDS"),
         log_level=_choice(env, "LOG_LEVEL", "INFO", _LOG_LEVELS),

@@ -144,9 +144,13 @@ class RedisServer:
         password: str | None = None,
         keyspace_events: str = "Ex",
         extra: Sequence[str] = (),
+        *,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """``tls``: (certificate, key, CA) to serve TLS only (``rediss://``) on ``port``."""
         self.port = port or free_port()
         self.password = password
+        self.tls = tls
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -173,12 +177,21 @@ class RedisServer:
         ]
         if password:
             argv += ["--requirepass", password]
+        if tls is not None:
+            cert, key, ca = tls
+            port_at = argv.index("--port") + 1
+            argv[port_at] = "0"
+            argv += ["--tls-port", str(self.port), "--tls-cert-file", str(cert)]
+            argv += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+            argv += ["--tls-auth-clients", "no"]
         self.process = Process("redis", [*argv, *extra], self.dir / "redis.log")
 
     @property
     def url(self) -> str:
-        """The REDIS_URL of this server."""
+        """The REDIS_URL of this server (``rediss://`` trusting its CA, when it serves TLS)."""
         auth = f":{self.password}@" if self.password else ""
+        if self.tls is not None:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls[2]}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:

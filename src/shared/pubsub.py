@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 import trio
@@ -35,12 +35,15 @@ class RedisAddress:
     username: str | None
     password: str | None
     tls: bool
+    #: The CA to trust for ``rediss://`` (the URL's ``ssl_ca_certs``, as redis-py reads it).
+    ca_file: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
         """Parse ``url`` (the format of ``REDIS_URL``)."""
         parts = urlsplit(url)
         path = parts.path.lstrip("/")
+        ca_files = parse_qs(parts.query).get("ssl_ca_certs", [])
         try:
             db = int(path) if path else 0
         except ValueError:
@@ -52,6 +55,7 @@ class RedisAddress:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=parts.scheme == "rediss",
+            ca_file=ca_files[-1] if ca_files else None,
         )
 
 
@@ -75,9 +79,8 @@ class Subscriber:
         """Connect, authenticate and subscribe to ``channel``; returns once subscribed."""
         stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
         if address.tls:
-            stream = trio.SSLStream(
-                stream, ssl.create_default_context(), server_hostname=address.host
-            )
+            context = ssl.create_default_context(cafile=address.ca_file)
+            stream = trio.SSLStream(stream, context, server_hostname=address.host)
         subscriber = cls(stream)
         try:
             if address.password is not None:

@@ -1,8 +1,10 @@
-"""NATS over TLS with a private CA, and a user of a NATS account (JWT + nkey ``.creds`` file).
+"""Redis and NATS over TLS with private CAs, and a user of a NATS account (JWT + nkey
+``.creds`` file).
 
-The certificates are made in the test (trustme); the server runs in operator mode and knows
-only the account that signed the user. A run goes end to end over them; a consumer given the
-wrong CA or the wrong credentials stays unready and says in one line what to fix.
+The certificates are made in the test (trustme); redis-server serves TLS only (``rediss://``,
+the CA in the URL's ``ssl_ca_certs``); nats-server runs in operator mode and knows only the
+account that signed the user. A run goes end to end over them; a consumer given the wrong CA
+or the wrong credentials stays unready and says in one line what to fix.
 """
 
 from __future__ import annotations
@@ -56,12 +58,29 @@ def secure_nats(tmp_path: Path) -> Iterator[SecureNats]:
         server.stop()
 
 
+@pytest.fixture
+def secure_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = (tmp_path / "redis.crt", tmp_path / "redis.key", tmp_path / "redis-ca.pem")
+    cert.cert_chain_pems[0].write_to_path(str(files[0]))
+    cert.private_key_pem.write_to_path(str(files[1]))
+    ca.cert_pem.write_to_path(str(files[2]))
+    server = RedisServer(tmp_path, tls=files).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def test_a_run_over_tls_with_account_credentials_is_exactly_once(
-    secure_nats: SecureNats, start_system: StartSystem
+    secure_nats: SecureNats, secure_redis: RedisServer, start_system: StartSystem
 ) -> None:
     assert secure_nats.server.url.startswith("tls://")
+    assert secure_redis.url.startswith("rediss://")
     system = start_system(
         consumers=2,
+        redis_url=secure_redis.url,
         nats_url=secure_nats.server.url,
         env={"NATS_CA_FILE": str(secure_nats.ca_file), "NATS_CREDS": str(secure_nats.creds)},
     )
@@ -71,6 +90,7 @@ def test_a_run_over_tls_with_account_credentials_is_exactly_once(
     assert status["state"] == "finished", system.logs()
     check_every_key(system, status)
     check_jetstream_settled(system, secure_nats.server.monitor_port)
+    assert "Traceback" not in system.logs()
     seed = secure_nats.creds.read_text().split("-----BEGIN USER NKEY SEED-----")[1].split()[0]
     for process in system.consumer_processes:
         assert seed not in process.log_text()  # the user's secret never reaches a log
@@ -142,4 +162,30 @@ def test_a_wrong_ca_or_credentials_file_is_one_clear_line(
     assert "eof_received" not in log, log
     [first, *_] = connection_lines(process)
     assert expected in first, log
+    print(first)
+
+
+def test_a_redis_certificate_from_another_ca_is_refused_clearly(
+    secure_redis: RedisServer, secure_nats: SecureNats, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    assert secure_redis.tls is not None
+    wrong_url = secure_redis.url.replace(str(secure_redis.tls[2]), str(other))
+    env = {
+        "NATS_URL": secure_nats.server.url,
+        "NATS_CA_FILE": str(secure_nats.ca_file),
+        "NATS_CREDS": str(secure_nats.creds),
+    }
+    process = start_consumer(tmp_path, "consumer-r", wrong_url, env)
+    try:
+        wait_until(lambda: "certificate verify failed" in process.log_text(), 30, "a complaint")
+        assert process.running
+    finally:
+        process.kill()
+    log = process.log_text()
+    assert "Traceback" not in log, log
+    first = next(line for line in log.splitlines() if "certificate verify failed" in line)
+    assert "Redis's TLS certificate is not trusted" in first, log
+    assert "add ?ssl_ca_certs=" in first, log
     print(first)

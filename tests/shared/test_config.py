@@ -86,3 +86,8 @@ def test_stream_settings() -> None:
 def test_nats_ca_file_must_exist() -> None:
     with pytest.raises(ConfigError, match="NATS_CA_FILE"):
         load_generator({"NATS_CA_FILE": "/nonexistent/ca.pem"})
+
+
+def test_a_missing_redis_ca_file_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"ssl_ca_certs='/nonexistent/ca\.pem'"):
+        load_generator({"REDIS_URL": "rediss://host:6380/0?ssl_ca_certs=/nonexistent/ca.pem"})
