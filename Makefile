@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WEB_STAMP := web/dist/index.html
 
-.PHONY: up test bench example setup system-deps web lint test-py test-web test-deploy clean
+.PHONY: up test bench bench-ha example setup system-deps web lint test-py test-web test-deploy clean
 
 setup: system-deps $(STAMP) $(WEB_STAMP)
 
@@ -55,6 +55,10 @@ test-deploy: $(STAMP)
 ## 100,000 keys through 6 consumers; prints keys/s, spread, lost/duplicates, CPU, delay.
 bench: setup
 	$(PY) scripts/bench.py
+
+## The same on a 3-node NATS cluster with the stream at 3 replicas in files (the HA overlay's).
+bench-ha: setup
+	$(PY) scripts/bench.py --nats-cluster
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist test-output .local

@@ -59,6 +59,17 @@ def kill_and_check(start_system: StartSystem, fault: str, pick_leader: bool) -> 
         assert new_leader.name == leader  # losing a follower moves nothing
 
 
+def test_cluster_baseline(start_system: StartSystem) -> None:
+    """No fault: the normal delay on the cluster, to read the other two rows against."""
+    system = start_system(nats_cluster=True)
+    assert system.cluster is not None
+    status, row = run_with_fault(
+        system, "none (baseline, 3-node NATS cluster, R3 file)", lambda: None
+    )
+    assert status["state"] == "finished"
+    check_exactly_once(system, status, row)
+
+
 def test_stream_leader_killed(start_system: StartSystem) -> None:
     kill_and_check(start_system, "kill -9 the NATS stream leader (3-node cluster, R3 file)", True)
 
