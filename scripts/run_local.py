@@ -26,6 +26,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "30080")))
     parser.add_argument("--consumers", type=int, default=int(os.environ.get("CONSUMERS", "6")))
+    parser.add_argument(
+        "--nats-cluster",
+        action="store_true",
+        default=os.environ.get("NATS_CLUSTER") == "1",
+        help="a 3-node NATS cluster, the stream at 3 replicas in files (also NATS_CLUSTER=1)",
+    )
     args = parser.parse_args()
     token = os.environ.get("API_TOKEN")
     host = os.environ.get("HOST") or ("0.0.0.0" if token else "127.0.0.1")
@@ -35,6 +41,7 @@ def main() -> int:
         consumers=args.consumers,
         redis_url=os.environ.get("REDIS_URL") or None,
         nats_url=os.environ.get("NATS_URL") or None,
+        nats_cluster=args.nats_cluster,
         generator_port=args.port,
         generator_host=host,
     )
