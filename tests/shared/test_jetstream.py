@@ -1,6 +1,7 @@
 """The JetStream topology against a real nats-server."""
 
 import nats
+import pytest
 from nats.js import api
 
 from shared import names
@@ -81,3 +82,16 @@ async def test_the_stream_takes_its_storage_from_the_settings(nats_server: NatsS
     assert found == api.StorageType.FILE
     assert any("storage" in d and "memory" in d for d in differences), differences
     assert any("num_replicas: wanted 3, found 1" in d for d in differences), differences
+
+
+async def test_more_replicas_than_servers_says_what_to_change(nats_server: NatsServer) -> None:
+    async with open_bridge():
+        jetstream = await JetStream.connect(
+            nats_server.url, None, "test", stream=StreamSettings(replicas=3, storage="file")
+        )
+        try:
+            with pytest.raises(RuntimeError, match="STREAM_REPLICAS=3") as error:
+                await jetstream.ensure_topology()
+        finally:
+            await jetstream.aclose()
+    assert "point NATS_URL at a cluster" in str(error.value)

@@ -13,7 +13,7 @@ from typing import Any
 import nats
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 
 from shared import names
 from shared.bridge.loop import crossing
@@ -263,7 +263,10 @@ async def _ensure_topology(js: Any, queue: names.Queue, settings: StreamSettings
         )
         diffs = [f"stream {queue.stream} {d}" for d in diffs]
     except NotFoundError:
-        await js.add_stream(wanted_stream)
+        try:
+            await js.add_stream(wanted_stream)
+        except ServerError as exc:
+            raise _stream_refused(exc, settings) from None
         diffs = []
     try:
         consumer = await js.consumer_info(queue.stream, queue.durable)
@@ -274,6 +277,19 @@ async def _ensure_topology(js: Any, queue: names.Queue, settings: StreamSettings
     except NotFoundError:
         await js.add_consumer(queue.stream, wanted_consumer)
     return diffs
+
+
+def _stream_refused(exc: ServerError, settings: StreamSettings) -> Exception:
+    """JetStream's refusal to create the stream, with what to change when the settings are why."""
+    description = getattr(exc, "description", None) or str(exc)
+    if settings.replicas > 1 and (
+        "non-clustered" in description or "insufficient resources" in description
+    ):
+        return RuntimeError(
+            f"JetStream cannot keep STREAM_REPLICAS={settings.replicas} copies ({description}): "
+            "point NATS_URL at a cluster of at least that many servers, or lower STREAM_REPLICAS"
+        )
+    return RuntimeError(f"JetStream refused to create the stream: {description}")
 
 
 async def _publish_batch(
