@@ -15,7 +15,7 @@ import trio
 
 from consumer.dedup_publisher import run_dedup_publisher
 from consumer.expiry_listener import run_expiry_listener
-from consumer.handler import Handler, load_handler
+from consumer.handler import Handler, is_repeat_safe, load_handler
 from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
 from consumer.probes import run_probes
@@ -201,6 +201,7 @@ async def run_consumer(
                 limiter=trio.CapacityLimiter(config.handler_concurrency),
                 lease_ms=config.claim_lease_ms,
                 handler_timeout_s=config.handler_timeout_ms / 1000,
+                check_leases=not is_repeat_safe(handler),
             )
             for _ in range(PULL_WORKERS):
                 await work.start(run_pull_worker, context, readiness, stop, PULL_BATCH)
