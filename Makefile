@@ -58,7 +58,7 @@ bench: setup
 
 ## The same on a 3-node NATS cluster with the stream at 3 replicas in files (the HA overlay's).
 bench-ha: setup
-	$(PY) scripts/bench.py --nats-cluster
+	$(PY) scripts/bench.py --nats-cluster --keys 100000 --consumers 6
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist test-output .local

@@ -17,9 +17,11 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -44,10 +46,17 @@ def servers() -> tuple[str, str]:
     return found["REDIS_URL"], found["NATS_URL"]
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_fleet(
     redis_url: str, nats_url: str, count: int, logs: Path
-) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` consumers of the ``sessions`` fleet."""
+) -> list[tuple[subprocess.Popen[bytes], int]]:
+    """Start ``count`` consumers of the ``sessions`` fleet; each with its health port."""
     env = dict(os.environ)
     env.update(
         REDIS_URL=redis_url,
@@ -55,30 +64,41 @@ def start_fleet(
         FLEET="sessions",
         KEY_PATTERNS="session:*",
         HANDLER="examples.session_timeouts.handler:audit",
-        HEALTH_PORT="0",
         HEALTH_HOST="127.0.0.1",
         PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]),
     )
     logs.mkdir(parents=True, exist_ok=True)
     fleet = []
     for index in range(count):
+        port = free_port()
         env["CONSUMER_ID"] = f"sessions-{index}-{os.getpid()}"
+        env["HEALTH_PORT"] = str(port)
         log = (logs / f"sessions-consumer-{index}.log").open("wb")
-        fleet.append(
-            subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=log
         )
+        fleet.append((process, port))
     return fleet
 
 
-def wait_subscribed(client: redis.Redis, fleet_size: int, timeout: float = 30) -> None:
-    """Wait until every consumer of the fleet (and the load test's, if any) listens."""
+def wait_ready(fleet: list[tuple[subprocess.Popen[bytes], int]], timeout: float = 30) -> None:
+    """Wait until every consumer of the fleet answers ready (its listeners subscribed)."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        listeners = client.pubsub_numsub("__keyevent@0__:expired")[0][1]
-        if listeners >= fleet_size:
-            return
+    waiting = list(fleet)
+    while waiting and time.monotonic() < end:
+        process, port = waiting[0]
+        if process.poll() is not None:
+            raise SystemExit("a consumer of the sessions fleet exited; see .local/example-logs/")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+                if json.loads(reply.read())["ready"]:
+                    waiting.pop(0)
+                    continue
+        except OSError:
+            pass
         time.sleep(0.1)
-    raise SystemExit("the sessions fleet did not start listening; see its logs in .local/")
+    if waiting:
+        raise SystemExit("the sessions fleet did not get ready; see .local/example-logs/")
 
 
 def open_sessions(client: redis.Redis, count: int) -> list[str]:
@@ -109,10 +129,9 @@ def main() -> int:
     args = parser.parse_args()
     redis_url, nats_url = servers()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    already = client.pubsub_numsub("__keyevent@0__:expired")[0][1]
     fleet = start_fleet(redis_url, nats_url, args.consumers, ROOT / ".local" / "example-logs")
     try:
-        wait_subscribed(client, already + args.consumers)
+        wait_ready(fleet)
         keys = open_sessions(client, args.sessions)
         print(f"opened {len(keys)} sessions (half registered); waiting for them to time out")
         end = time.monotonic() + args.timeout
@@ -132,9 +151,9 @@ def main() -> int:
         print("each timed out exactly once" if once else "NOT every session exactly once")
         return 0 if once else 1
     finally:
-        for process in fleet:
+        for process, _ in fleet:
             process.send_signal(signal.SIGTERM)
-        for process in fleet:
+        for process, _ in fleet:
             process.wait(timeout=15)
 
 

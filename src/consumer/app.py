@@ -15,8 +15,9 @@ import trio
 
 from consumer.dedup_publisher import run_dedup_publisher
 from consumer.expiry_listener import run_expiry_listener
-from consumer.handler import Handler, load_handler
+from consumer.handler import Handler, is_repeat_safe, load_handler
 from consumer.health import serve_health
+from consumer.listener_quorum import Slot, run_listener_quorum
 from consumer.probes import run_probes
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
@@ -36,8 +37,12 @@ PULL_BATCH = 256
 PULL_WORKERS = 2
 
 
-async def check_keyspace_events(redis: RedisGateway) -> None:
-    """Say clearly at start-up when Redis will not announce expirations."""
+async def check_keyspace_events(redis: RedisGateway) -> bool:
+    """Say clearly at start-up when Redis will not announce expirations.
+
+    True when Redis announces them on the keyspace channels (``K`` and ``x``), where it filters
+    by key pattern itself; the listener then subscribes there instead of to the keyevent one.
+    """
     try:
         reply = await redis.call("CONFIG", "GET", "notify-keyspace-events")
     except RedisAuthenticationError as exc:
@@ -46,7 +51,7 @@ async def check_keyspace_events(redis: RedisGateway) -> None:
             "consumer stays unready",
             exc,
         )
-        return
+        return False
     except Exception as exc:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             log.error(
@@ -54,20 +59,23 @@ async def check_keyspace_events(redis: RedisGateway) -> None:
                 "that signed it> to REDIS_URL; until then this consumer stays unready",
                 exc,
             )
-            return
-        log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'Ex'", exc)
-        return
+            return False
+        log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'KEx'", exc)
+        return False
     if isinstance(reply, dict):
         flags = str(reply.get("notify-keyspace-events", ""))
     else:
         flags = str(reply[1]) if isinstance(reply, list) and len(reply) > 1 else ""
-    if "E" not in flags or not ("x" in flags or "A" in flags):
+    expiries = "x" in flags or "A" in flags
+    if not expiries or ("E" not in flags and "K" not in flags):
         log.error(
             "Redis has notify-keyspace-events=%r, so it announces no expirations: set it to "
-            "include 'Ex' (redis-cli CONFIG SET notify-keyspace-events Ex). Until then keys are "
-            "found only by the sweeper, seconds late.",
+            "include 'KEx' (redis-cli CONFIG SET notify-keyspace-events KEx). Until then only "
+            "registered keys are processed, by the sweeper, seconds late.",
             flags,
         )
+        return False
+    return "K" in flags
 
 
 async def load_functions(redis: RedisGateway) -> None:
@@ -143,8 +151,13 @@ async def run_consumer(
         await outer.start(serve_health, readiness, config.health_host, config.health_port)
         redis = await RedisGateway.connect(config.common.redis_url)
         jetstream = await connect_jetstream(config)
-        await check_keyspace_events(redis)
+        keyspace = await check_keyspace_events(redis)
         await load_functions(redis)
+        channel = (
+            names.keyspace_channels(address.db, patterns.patterns)
+            if keyspace
+            else names.expired_channel(address.db)
+        )
         log.info(
             "handling expired keys matching %s with %s",
             ", ".join(patterns.patterns),
@@ -152,19 +165,17 @@ async def run_consumer(
         )
         send, receive = trio.open_memory_channel[list[str]](64)
         async with trio.open_nursery() as work:
-            listening = trio.CancelScope()
 
-            async def listen(*, task_status: trio.TaskStatus[None]) -> None:
-                with listening:
-                    await run_expiry_listener(
-                        address,
-                        names.expired_channel(address.db),
-                        patterns,
-                        send,
-                        readiness,
-                        config.dedup_window_ms / 2000,
-                        task_status=task_status,
-                    )
+            async def listen(slot: Slot) -> None:
+                await run_expiry_listener(
+                    address,
+                    channel,
+                    patterns,
+                    send.clone(),
+                    readiness,
+                    config.dedup_window_ms / 2000,
+                    slot.held,
+                )
 
             await work.start(
                 run_dedup_publisher,
@@ -175,7 +186,22 @@ async def run_consumer(
                 config.dedup_window_ms,
                 config.batch_size,
             )
-            await work.start(listen)
+            listening = trio.CancelScope()
+
+            async def quorum(*, task_status: trio.TaskStatus[None]) -> None:
+                with listening:
+                    await run_listener_quorum(
+                        redis,
+                        config.fleet,
+                        config.expiry_listeners,
+                        config.consumer_id,
+                        config.listener_lease_ms,
+                        listen,
+                        readiness,
+                        task_status=task_status,
+                    )
+
+            await work.start(quorum)
             context = WorkerContext(
                 redis=redis,
                 jetstream=jetstream,
@@ -184,6 +210,7 @@ async def run_consumer(
                 limiter=trio.CapacityLimiter(config.handler_concurrency),
                 lease_ms=config.claim_lease_ms,
                 handler_timeout_s=config.handler_timeout_ms / 1000,
+                check_leases=not is_repeat_safe(handler),
             )
             for _ in range(PULL_WORKERS):
                 await work.start(run_pull_worker, context, readiness, stop, PULL_BATCH)
@@ -211,6 +238,7 @@ async def run_consumer(
             readiness.stopping = True
             log.info("consumer %s stopping: draining work in hand", config.consumer_id)
             listening.cancel()
+            await send.aclose()  # with the listeners gone, the publisher ends its work in hand
             sweeping.cancel()
             work.cancel_scope.deadline = trio.current_time() + config.shutdown_grace_s
         with trio.move_on_after(3) as closing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -22,6 +23,7 @@ async def run_expiry_listener(
     send: trio.MemorySendChannel[list[str]],
     readiness: Readiness,
     stall_s: float = 2.5,
+    holding: Callable[[], bool] = lambda: True,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -36,6 +38,9 @@ async def run_expiry_listener(
     expire they would be claimed a second time: so the backlog is dropped and the listener
     subscribes afresh (registered keys among them, if nobody else claimed them, are the
     sweepers'). ``stall_s`` must stay below the dedup window.
+
+    ``holding`` says whether this consumer still holds its listener slot; once it does not
+    (its lease ran out while it was frozen or cut off from Redis), the listener returns.
     """
     backoff = Backoff(initial=0.05, cap=2.0)
     started = False
@@ -56,7 +61,10 @@ async def run_expiry_listener(
                 started = True
                 task_status.started()
             try:
-                await _pass_on(subscriber, patterns, send, stall_s)
+                await _pass_on(subscriber, patterns, send, stall_s, holding)
+            except SlotLost:
+                log.info("the listener slot's lease ran out; no longer listening")
+                return
             except Stalled as exc:
                 readiness.subscribed = False
                 telemetry.ERRORS.labels("expiry_listener").inc()
@@ -75,13 +83,18 @@ class Stalled(Exception):
     """This process did not run for a while: what its socket holds is old."""
 
 
+class SlotLost(Exception):
+    """The listener slot's lease ran out: another consumer may be listening in it now."""
+
+
 async def _pass_on(
     subscriber: Subscriber,
     patterns: KeyPatterns,
     send: trio.MemorySendChannel[list[str]],
     stall_s: float,
+    holding: Callable[[], bool],
 ) -> None:
-    """Forward batches until the subscription fails or the process stalls (raised as such)."""
+    """Forward batches until the subscription fails, the process stalls or the slot is lost."""
     matched = telemetry.EVENTS.labels("matched")
     ignored = telemetry.EVENTS.labels("ignored")
     clock = _StallClock(stall_s)
@@ -92,12 +105,14 @@ async def _pass_on(
             while True:
                 payloads = await subscriber.receive_batch()
                 clock.check()
+                if not holding():
+                    raise SlotLost
                 keys = patterns.select(payloads)
                 matched.inc(len(keys))
                 ignored.inc(len(payloads) - len(keys))
                 if keys:
                     await send.send(keys)
-        except (OSError, PubSubError, Stalled) as exc:
+        except (OSError, PubSubError, Stalled, SlotLost) as exc:
             failure = exc  # raised below, outside the nursery, as itself
         nursery.cancel_scope.cancel()
     assert failure is not None

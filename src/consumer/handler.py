@@ -11,6 +11,7 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from shared.config import ConfigError
 
@@ -34,6 +35,24 @@ class ExpiredKey:
 
 
 Handler = Callable[[ExpiredKey], Awaitable[None]]
+
+H = TypeVar("H", bound=Handler)
+
+
+def repeat_safe(handler: H) -> H:
+    """Mark ``handler`` as harmless to call twice for one claim (it has no side effect of its
+    own, or makes them idempotent on ``claim_id``).
+
+    The pipeline then skips checking each claim's lease before the call: one Redis round trip
+    less per batch. Completing a claim stays atomic and counts it once either way.
+    """
+    handler.repeat_safe = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_repeat_safe(handler: Handler) -> bool:
+    """Whether ``handler`` was marked with ``repeat_safe``."""
+    return bool(getattr(handler, "repeat_safe", False))
 
 
 def load_handler(spec: str) -> Handler:

@@ -21,7 +21,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 def observe_readiness(readiness: Readiness) -> None:
     """Copy the readiness flags into their gauges (read at each scrape, so never stale)."""
     telemetry.READY.set(1 if readiness.ready else 0)
-    telemetry.LISTENING.set(1 if readiness.subscribed and not readiness.stopping else 0)
+    telemetry.LISTENING.set(1 if readiness.listening else 0)
     telemetry.BOUND.set(1 if readiness.bound else 0)
 
 

@@ -78,6 +78,8 @@ class Counted:
     counted: int
     duplicates: int
     stale: int
+    #: Why acknowledging the batch failed (NATS away: JetStream delivers it again), or None.
+    ack_failed: Exception | None = None
 
 
 @dataclass
@@ -91,6 +93,8 @@ class WorkerContext:
     limiter: trio.CapacityLimiter
     lease_ms: int
     handler_timeout_s: float
+    #: Check each claim's lease before calling the handler (not for a repeat-safe one).
+    check_leases: bool = True
 
 
 def complete_arguments(
@@ -124,8 +128,11 @@ async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]
     return states
 
 
-async def complete(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> Counted:
-    """End the claims of ``deliveries`` and count each once (the idempotent COMPLETE script)."""
+async def complete(
+    ctx: WorkerContext, deliveries: Sequence[Delivery], ack: Sequence[JetStreamMessage]
+) -> Counted:
+    """End the claims of ``deliveries`` and count each once (the idempotent COMPLETE script),
+    then acknowledge ``ack``: one crossing. Raises what the acks raised only once counted."""
     now_ms = int(time.time() * 1000)
     keys = (
         names.TEST_CURRENT,
@@ -139,11 +146,14 @@ async def complete(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> Counte
         names.TEST_COUNTED,
     )
     args = complete_arguments(ctx.consumer_id, deliveries, now_ms)
-    counted, duplicates, stale = await ctx.redis.script(scripts.COMPLETE, keys, args)
+    reply, ack_failed = await ctx.redis.script_then(
+        scripts.COMPLETE, keys, args, ctx.jetstream.acker(ack)
+    )
+    counted, duplicates, stale = reply
     for d in deliveries:
         if d.deadline:
             telemetry.CONSUMPTION_DELAY.observe(max(0, now_ms - int(d.deadline)) / 1000)
-    return Counted(counted, duplicates, stale)
+    return Counted(counted, duplicates, stale, ack_failed)
 
 
 async def record_dead_letters(
@@ -289,7 +299,10 @@ async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> 
     if not deliveries:
         return
     held = [d.message for d in deliveries]
-    states = await until_done(ctx, held, "checking leases", lambda: begin(ctx, deliveries))
+    if ctx.check_leases:
+        states = await until_done(ctx, held, "checking leases", lambda: begin(ctx, deliveries))
+    else:  # a repeat-safe handler: completing decides what counts
+        states = [1] * len(deliveries)
     live = [d for d, state in zip(deliveries, states, strict=True) if state == 1]
     settled = [d.message for d, state in zip(deliveries, states, strict=True) if state != 1]
     telemetry.DUPLICATES.inc(sum(1 for s in states if s == 0))
@@ -302,10 +315,12 @@ async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> 
         outcomes = await run_handlers(ctx, live)
         done = [d for d, failure in zip(live, outcomes, strict=True) if failure is None]
         failed = [(d, f) for d, f in zip(live, outcomes, strict=True) if f is not None]
+        ack = [*settled, *(d.message for d in done)]
+        result = None
         if done:
             with telemetry.STAGE_SECONDS.labels("count").time():
                 result = await until_done(
-                    ctx, [d.message for d in done], "completing", lambda: complete(ctx, done)
+                    ctx, [d.message for d in done], "completing", lambda: complete(ctx, done, ack)
                 )
             telemetry.CONSUMED.inc(result.counted)
             telemetry.DUPLICATES.inc(result.duplicates)
@@ -319,7 +334,10 @@ async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> 
                 lambda: record_dead_letters(ctx, last),
             )
         nursery.cancel_scope.cancel()
-    await ctx.jetstream.ack([*settled, *(d.message for d in done)])
+    if result is None:
+        await ctx.jetstream.ack(ack)
+    elif result.ack_failed is not None:
+        raise result.ack_failed
     for d, failure in failed:
         if d.message.delivered < names.MAX_DELIVER:
             log.info(

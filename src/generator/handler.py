@@ -8,9 +8,10 @@ what the load test measures is the pipeline alone. Any other handler gets the sa
 
 from __future__ import annotations
 
-from consumer.handler import ExpiredKey
+from consumer.handler import ExpiredKey, repeat_safe
 
 
+@repeat_safe
 async def count(event: ExpiredKey) -> None:
     """Accept ``event``: the pipeline's completion step counts it."""
     del event

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 #: Keys per pipeline when writing as fast as possible.
 CHUNK = 500
 DRAIN_POLL_S = 0.2
+#: The paced writer wakes at most this often; keys that fell due meanwhile go in one pipeline.
+PACE_TICK_S = 0.005
 
 
 class TestAlreadyRunning(RuntimeError):
@@ -196,15 +198,20 @@ class TestRunner:
     async def _generate(self, test_id: str, config: TestConfig) -> int:
         written = 0
         total = config.num_keys
-        begin = trio.current_time()
+        begin = last_wake = trio.current_time()
         while written < total and not self._stop_requested.is_set():
             if config.key_delay:
-                next_due = begin + (written + 1) * config.key_delay / 1000
+                # One wake-up per due batch: at short delays, every PACE_TICK_S writes the
+                # keys that fell due meanwhile in one pipeline.
+                next_due = max(
+                    begin + (written + 1) * config.key_delay / 1000, last_wake + PACE_TICK_S
+                )
                 with trio.move_on_at(next_due):
                     await self._stop_requested.wait()
                 if self._stop_requested.is_set():
                     break
-            count = keys_due(trio.current_time() - begin, config.key_delay, written, total)
+            last_wake = trio.current_time()
+            count = keys_due(last_wake - begin, config.key_delay, written, total)
             count = max(1, min(count, CHUNK))
             await self._write(write_commands(test_id, written, count, config.key_ttl))
             written += count

@@ -30,6 +30,8 @@ class Snapshot:
     consumers: dict[str, int] = field(default_factory=dict)
     latency_buckets: dict[int, int] = field(default_factory=dict)
     recent_dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    #: Consumers holding a listener slot (the default fleet's), by lease end (unix ms).
+    listeners: dict[str, int] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -62,6 +64,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
             ("SMEMBERS", names.METRICS_CONSUMERS),
             ("HGETALL", names.TEST_LATENCY),
             ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, RECENT_DEAD_LETTERS - 1),
+            ("HGETALL", names.listeners_held("")),
         ]
     )
     test, generated, consumed, unique, pending, inflight, dups, dead, recovered = replies[:9]
@@ -83,6 +86,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
         consumers=consumers,
         latency_buckets={int(k): int(v) for k, v in (replies[10] or {}).items()},
         recent_dead_letters=parse_dead_letters(replies[11] or []),
+        listeners={k: int(v) for k, v in (replies[12] or {}).items() if str(v).isdigit()},
     )
 
 
@@ -165,6 +169,7 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
         "started_at": started_at,
         "finished_at": finished_at,
         "consumers": snapshot.consumers,
+        "listeners": sorted(c for c, until in snapshot.listeners.items() if until > now * 1000),
         "latency_ms": latency_ms,
         "pending": snapshot.pending,
         "claimed_in_flight": snapshot.inflight,

@@ -80,6 +80,8 @@ class ConsumerConfig:
     handler_concurrency: int = 64
     handler_timeout_ms: int = 30_000
     fleet: str = ""
+    expiry_listeners: int = 2
+    listener_lease_ms: int = 3000
     stream: StreamSettings = StreamSettings()
 
 
@@ -233,6 +235,8 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         handler_concurrency=_int(env, "HANDLER_CONCURRENCY", 64, 1, 10_000),
         handler_timeout_ms=_int(env, "HANDLER_TIMEOUT_MS", 30_000, 100, 3_600_000),
         fleet=_fleet(env),
+        expiry_listeners=_int(env, "EXPIRY_LISTENERS", 2, 0, 1000),
+        listener_lease_ms=_int(env, "LISTENER_LEASE_MS", 3000, 500, 600_000),
         stream=load_stream(env),
     )
 

@@ -142,7 +142,7 @@ class RedisServer:
         workdir: Path,
         port: int | None = None,
         password: str | None = None,
-        keyspace_events: str = "Ex",
+        keyspace_events: str = "KEx",
         extra: Sequence[str] = (),
         *,
         tls: tuple[Path, Path, Path] | None = None,

@@ -34,6 +34,17 @@ DEAD_LETTERS_KEPT: Final = 1000
 #: Prefixes of the pipeline's own keys: never handled as an application's key.
 INTERNAL_PREFIXES: Final = (DEDUP_KEY_PREFIX, "expiry:")
 
+
+def listener_slot(fleet: str, index: int) -> str:
+    """Listener slot ``index`` of ``fleet``: held (a lease) by the consumer that listens in it."""
+    return f"expiry:{{listeners{':' + fleet if fleet else ''}}}:slot:{index}"
+
+
+def listeners_held(fleet: str) -> str:
+    """Hash consumer id -> lease end (unix ms) of the consumers of ``fleet`` that listen now."""
+    return f"expiry:{{listeners{':' + fleet if fleet else ''}}}:held"
+
+
 #: The Redis function library producers call to register keys (``FCALL expiry_register``).
 FUNCTION_LIBRARY: Final = "expiry_pipeline"
 FN_REGISTER: Final = "expiry_register"
@@ -164,6 +175,15 @@ def msg_id(claim_id: str, generation: str = "") -> str:
 def expired_channel(db: int) -> str:
     """The keyevent channel on which Redis announces expirations in database ``db``."""
     return EXPIRED_CHANNEL.format(db=db)
+
+
+def keyspace_channels(db: int, patterns: tuple[str, ...]) -> str:
+    """The keyspace channel patterns of ``patterns``' keys in database ``db`` (``,,``-joined).
+
+    Listening there (``notify-keyspace-events`` with ``K``), Redis sends only the events of
+    matching keys: not the dedup records' own expiries, nor other applications' keys.
+    """
+    return ",,".join(f"__keyspace@{db}__:{pattern}" for pattern in patterns)
 
 
 def is_internal(key: str) -> bool:

@@ -59,6 +59,12 @@ class RedisAddress:
         )
 
 
+def is_pattern(channel: str) -> bool:
+    """Whether ``channel`` is a pattern (has glob characters after its ``__:`` prefix)."""
+    name = channel.split("__:", 1)[-1]
+    return any(c in name for c in "*?[")
+
+
 def _encode(*args: bytes | str) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -76,7 +82,12 @@ class Subscriber:
 
     @classmethod
     async def connect(cls, address: RedisAddress, channel: str) -> Subscriber:
-        """Connect, authenticate and subscribe to ``channel``; returns once subscribed."""
+        """Connect, authenticate and subscribe to ``channel``; returns once subscribed.
+
+        A ``channel`` with glob characters (``*?[``) after its ``__:`` is a pattern
+        (PSUBSCRIBE), as for the keyspace channels ``__keyspace@0__:<key pattern>``;
+        several channels are separated by ``,,``.
+        """
         stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
         if address.tls:
             context = ssl.create_default_context(cafile=address.ca_file)
@@ -88,10 +99,12 @@ class Subscriber:
                 if address.username:
                     auth = (address.username, address.password)
                 await subscriber._command(_encode("AUTH", *auth))
-            await stream.send_all(_encode("SUBSCRIBE", channel))
-            reply = await subscriber._reply()
-            if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
-                raise PubSubError(f"SUBSCRIBE {channel} answered {reply!r}")
+            for one in channel.split(",,"):
+                command = "PSUBSCRIBE" if is_pattern(one) else "SUBSCRIBE"
+                await stream.send_all(_encode(command, one))
+                reply = await subscriber._reply()
+                if not (isinstance(reply, list) and reply[:1] == [command.lower().encode()]):
+                    raise PubSubError(f"{command} {one} answered {reply!r}")
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
@@ -117,14 +130,25 @@ class Subscriber:
         self._reader.feed(bytes(data))
 
     async def receive_batch(self) -> list[bytes]:
-        """Wait for at least one read from the socket; return the message payloads it held."""
-        payloads: list[bytes] = []
-        while not payloads:
+        """Wait for at least one read from the socket; return the expired keys it held.
+
+        A keyevent message carries the key as its payload; a keyspace message (from a pattern)
+        carries it in its channel, ``__keyspace@<db>__:<key>``, with the payload ``expired``.
+        """
+        keys: list[bytes] = []
+        while not keys:
             await self._fill()
             while (reply := self._reader.gets()) is not False:
-                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                    payloads.append(reply[2])
-        return payloads
+                if not isinstance(reply, list):
+                    continue
+                if len(reply) == 3 and reply[0] == b"message":
+                    if not reply[1].startswith(b"__keyspace@"):
+                        keys.append(reply[2])
+                    elif reply[2] == b"expired":
+                        keys.append(reply[1].split(b"__:", 1)[1])
+                elif len(reply) == 4 and reply[0] == b"pmessage" and reply[3] == b"expired":
+                    keys.append(reply[2].split(b"__:", 1)[1])
+        return keys
 
     async def aclose(self) -> None:
         """Close the connection."""

@@ -260,6 +260,58 @@ end
 return recorded
 """
 
+#: KEYS: the fleet's listener slots, then its listeners-held hash. ARGV: consumer id, lease ms.
+#: Renews the slot the caller holds, or takes a free one; never two. Returns the slot's index,
+#: or -1 when every slot is held by others. The hash (who listens, until when) is kept for the
+#: status, without the holders whose lease ran out.
+HOLD_SLOT: Final = (
+    _PRELUDE
+    + """
+local now = now_ms()
+local me, lease = ARGV[1], tonumber(ARGV[2])
+local held = KEYS[#KEYS]
+local mine = -1
+for i = 1, #KEYS - 1 do
+  if redis.call('GET', KEYS[i]) == me then
+    if mine < 0 then
+      redis.call('PEXPIRE', KEYS[i], lease)
+      mine = i - 1
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+if mine < 0 then
+  for i = 1, #KEYS - 1 do
+    if redis.call('SET', KEYS[i], me, 'NX', 'PX', lease) then
+      mine = i - 1
+      break
+    end
+  end
+end
+if mine >= 0 then
+  redis.call('HSET', held, me, now + lease)
+else
+  redis.call('HDEL', held, me)
+end
+local all = redis.call('HGETALL', held)
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < now then redis.call('HDEL', held, all[i]) end
+end
+return mine
+"""
+)
+
+#: KEYS: the fleet's listener slots, then its listeners-held hash. ARGV: consumer id.
+#: Gives back the caller's slot at once (a consumer stopping), for another to take.
+RELEASE_SLOT: Final = """
+for i = 1, #KEYS - 1 do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+redis.call('HDEL', KEYS[#KEYS], ARGV[1])
+return 1
+"""
+
 #: Bumped whenever the library's code changes; consumers replace an older library at start-up.
 FUNCTION_LIBRARY_VERSION: Final = 1
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+import pytest
 import trio
 
 from consumer.dedup_publisher import run_dedup_publisher, take_waiting
@@ -84,8 +85,9 @@ async def test_publishers_hearing_the_same_keys_publish_each_once(
         assert await redis.call("ZCARD", names.EXPIRY_DUE) == 0
 
 
+@pytest.mark.parametrize("check_leases", [True, False])
 async def test_pull_workers_count_every_claim_once_despite_copies_and_poison(
-    redis_server: RedisServer, nats_server: NatsServer
+    redis_server: RedisServer, nats_server: NatsServer, check_leases: bool
 ) -> None:
     keys = [f"gen-key:{i}" for i in range(200)]
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
@@ -98,9 +100,10 @@ async def test_pull_workers_count_every_claim_once_despite_copies_and_poison(
         copies = [message_of(member, "again") for member in won.members[:20]]
         poison = [("not a claim", {"Nats-Msg-Id": "poison"})]
         assert all(await jetstream.publish_batch(items + copies + poison))
-        await run_workers(
-            [context(redis, jetstream, "c-1"), context(redis, jetstream, "c-2")], jetstream
-        )
+        workers = [context(redis, jetstream, "c-1"), context(redis, jetstream, "c-2")]
+        for worker in workers:
+            worker.check_leases = check_leases  # off: completing alone refuses the copies
+        await run_workers(workers, jetstream)
         assert await redis.call("GET", names.METRICS_CONSUMED) == "200"
         assert await redis.call("HLEN", names.TEST_CONSUMED) == 200
         assert await redis.call("GET", names.METRICS_DUPLICATES) == "20"

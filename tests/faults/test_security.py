@@ -204,7 +204,7 @@ def test_wrong_passwords_keep_a_consumer_unready_and_are_never_logged(
     bad_redis_log = processes[0][0].log_text()
     bad_nats_log = processes[1][0].log_text()
     # Each says what is wrong, with the address but not the password.
-    assert "WRONGPASS" in bad_redis_log, bad_redis_log
+    assert "Redis refused the credentials in REDIS_URL" in bad_redis_log, bad_redis_log
     assert "Authorization Violation" in bad_nats_log, bad_nats_log
     assert f"nats://{NATS_USER}:***@" in bad_nats_log, bad_nats_log
     secrets = ("wrong-redis-pw-1d3f5b7", "wrong-nats-pw-2e4a6c8", REDIS_PASSWORD, NATS_PASSWORD)

@@ -168,7 +168,7 @@ export function App() {
           </Card>
           <div className="grid grid-cols-1 gap-5 md:grid-cols-2">
             <Card title="Keys per consumer" id="consumers-title" testId="consumers">
-              <ConsumerBars consumers={status?.consumers ?? {}} />
+              <ConsumerBars consumers={status?.consumers ?? {}} listeners={status?.listeners ?? []} />
             </Card>
             <Card title="Delay after TTL deadline" id="latency-title" testId="latency">
               <LatencyPanel latency={status?.latency_ms ?? null} />

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,16 @@ class JetStream:
     async def ack(self, messages: Sequence[JetStreamMessage]) -> None:
         """Acknowledge ``messages`` (one crossing)."""
         await crossing(_settle)([m.handle for m in messages], "ack", None)
+
+    def acker(self, messages: Sequence[JetStreamMessage]) -> Callable[[], Awaitable[None]]:
+        """An asyncio-side step acknowledging ``messages``, to run inside another crossing
+        (``RedisGateway.script_then``): one crossing for a batch's Redis step and its acks."""
+        handles = [m.handle for m in messages]
+
+        async def ack_all() -> None:
+            await _settle(handles, "ack", None)
+
+        return ack_all
 
     async def nak(self, messages: Sequence[JetStreamMessage], delay: float) -> None:
         """Ask for redelivery of ``messages`` after ``delay`` seconds."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -46,12 +46,30 @@ class RedisGateway:
         """Run ``commands`` in one round trip (no transaction); return their replies in order."""
         return await crossing(_run_pipeline)(self._client, commands)
 
-    async def script(self, source: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """Run the Lua ``source`` (cached by SHA on the server) with ``keys`` and ``args``."""
+    def _script(self, source: str) -> AsyncScript:
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = self._client.register_script(source)
-        return await crossing(_run_script)(script, keys, args)
+        return script
+
+    async def script(self, source: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Run the Lua ``source`` (cached by SHA on the server) with ``keys`` and ``args``."""
+        return await crossing(_run_script)(self._script(source), keys, args)
+
+    async def script_then(
+        self,
+        source: str,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        then: Callable[[], Awaitable[None]],
+    ) -> Any:
+        """Run a Lua script and, once it succeeded, the asyncio-side step ``then`` (such as
+        ``JetStream.acker``): both in one crossing.
+
+        Returns the script's reply and what ``then`` raised (None when it succeeded): a failed
+        ``then`` must not make the caller run the script again.
+        """
+        return await crossing(_run_script_then)(self._script(source), keys, args, then)
 
     async def unlink_matching(self, pattern: str, batch: int = 1000) -> int:
         """Delete every key matching ``pattern`` with SCAN + UNLINK (never KEYS); return count."""
@@ -89,6 +107,20 @@ async def _run_pipeline(client: aioredis.Redis, commands: Sequence[Command]) -> 
 
 async def _run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
     return await script(keys=list(keys), args=list(args))
+
+
+async def _run_script_then(
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[str | int],
+    then: Callable[[], Awaitable[None]],
+) -> Any:
+    reply = await script(keys=list(keys), args=list(args))
+    try:
+        await then()
+    except Exception as exc:
+        return reply, exc
+    return reply, None
 
 
 async def _unlink_matching(client: aioredis.Redis, pattern: str, batch: int) -> int:

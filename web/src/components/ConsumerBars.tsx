@@ -1,10 +1,25 @@
 import { consumerShares, formatCount } from '../lib/format'
 import type { Status } from '../lib/types'
 
-export function ConsumerBars({ consumers }: { consumers: Status['consumers'] }) {
+interface ConsumerBarsProps {
+  consumers: Status['consumers']
+  /** Consumers that hear expiries now (hold a listener slot). */
+  listeners?: string[]
+}
+
+export function ConsumerBars({ consumers, listeners = [] }: ConsumerBarsProps) {
   const shares = consumerShares(consumers)
+  const listening = new Set(listeners)
+  const idleListeners = listeners.filter((name) => !(name in consumers))
   if (shares.length === 0) {
-    return <p className="text-sm text-slate-500">No consumer has taken a key yet.</p>
+    return (
+      <div className="space-y-1 text-sm text-slate-500">
+        <p>No consumer has taken a key yet.</p>
+        {listeners.length > 0 && (
+          <p data-testid="listeners">Listening for expiries: {listeners.join(', ')}</p>
+        )}
+      </div>
+    )
   }
   const largest = Math.max(1, ...shares.map((entry) => entry.count))
   return (
@@ -19,6 +34,15 @@ export function ConsumerBars({ consumers }: { consumers: Status['consumers'] }) 
         >
           <span className="truncate font-mono text-slate-700" title={name}>
             {name}
+            {listening.has(name) && (
+              <span
+                className="ml-1.5 rounded bg-sky-100 px-1 text-xs font-sans text-sky-800"
+                data-testid="listener-badge"
+                title="Holds a listener slot: hears expiries and claims them"
+              >
+                listens
+              </span>
+            )}
           </span>
           <span
             className="h-3 overflow-hidden rounded bg-slate-100"
@@ -35,6 +59,11 @@ export function ConsumerBars({ consumers }: { consumers: Status['consumers'] }) 
           </span>
         </li>
       ))}
+      {idleListeners.length > 0 && (
+        <li className="text-sm text-slate-500" data-testid="listeners">
+          Listening, no key taken yet: {idleListeners.join(', ')}
+        </li>
+      )}
     </ul>
   )
 }

@@ -39,6 +39,8 @@ export interface Status {
   started_at: number | null
   finished_at: number | null
   consumers: Record<string, number>
+  /** Consumers holding a listener slot now (absent from older generators). */
+  listeners?: string[]
   latency_ms: Latency | null
   redelivered: number
   dead_letters: number

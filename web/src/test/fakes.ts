@@ -62,6 +62,7 @@ export function makeStatus(overrides: Partial<Status> = {}): Status {
     started_at: null,
     finished_at: null,
     consumers: {},
+    listeners: [],
     latency_ms: null,
     redelivered: 0,
     dead_letters: 0,

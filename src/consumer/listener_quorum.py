@@ -1,0 +1,118 @@
+"""Task: hold one of the fleet's listener slots when one is free; listen only while holding it.
+
+Only ``EXPIRY_LISTENERS`` consumers hear expiries and claim at any moment; the whole fleet
+works the JetStream queue. So the fleet's cost per key does not grow with its size: adding
+consumers adds workers, not listeners. Slots are leases in Redis (``HOLD_SLOT``), renewed every
+third of their life. A consumer that dies or freezes keeps its slot until the lease runs out;
+a waiting consumer takes it at its next try, so a slot stays empty for at most about
+``LISTENER_LEASE_MS`` plus a third of it. A stopping consumer gives its slot back at once.
+
+Correctness never rests on these leases (claims are atomic whoever listens); they only keep
+the number of listeners, and so the fleet's cost, down. A listener that finds its lease ran out
+(it was frozen, Redis unreachable) stops listening before it claims anything more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from consumer.readiness import Readiness
+from shared import names, scripts, telemetry
+from shared.bridge import RedisGateway
+from shared.logs import Throttle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    """The listener slot this consumer holds, as far as it knows."""
+
+    index: int = -1
+    #: Until when (trio clock) the lease is surely ours.
+    valid_until: float = 0.0
+
+    def held(self) -> bool:
+        """Whether this consumer may listen now."""
+        return self.index >= 0 and trio.current_time() < self.valid_until
+
+
+Listen = Callable[[Slot], Awaitable[None]]
+
+
+async def run_listener_quorum(
+    redis: RedisGateway,
+    fleet: str,
+    slots: int,
+    consumer_id: str,
+    lease_ms: int,
+    listen: Listen,
+    readiness: Readiness,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``listen`` while this consumer holds a slot, until cancelled; then give it back.
+
+    ``slots == 0`` means every consumer listens, always. ``started`` once the first try to
+    take a slot is over (whether or not one was free).
+    """
+    if slots <= 0:
+        readiness.listener = True
+        task_status.started()
+        await listen(Slot(0, math.inf))
+        return
+    keys = [*(names.listener_slot(fleet, i) for i in range(slots)), names.listeners_held(fleet)]
+    slot = Slot()
+    throttle = Throttle()
+    started = False
+    listening: trio.CancelScope | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            while True:
+                asked = trio.current_time()
+                try:
+                    index = await redis.script(scripts.HOLD_SLOT, keys, [consumer_id, lease_ms])
+                except Exception as exc:
+                    readiness.redis_ok = False
+                    telemetry.ERRORS.labels("listener_quorum").inc()
+                    if throttle.allow("hold"):
+                        log.warning("cannot renew the listener slot (%s); retrying", exc)
+                    index = slot.index if slot.held() else -1
+                else:
+                    readiness.redis_ok = True
+                    if index >= 0:
+                        slot.valid_until = asked + lease_ms / 1000
+                if index >= 0 and listening is None:
+                    slot.index = index
+                    listening = await nursery.start(_listen_in_scope, listen, slot)
+                    log.info("listening for expiries in listener slot %d of %d", index, slots)
+                elif index < 0 and listening is not None:
+                    listening.cancel()
+                    listening = None
+                    slot.index = -1
+                    log.info("lost the listener slot; working the queue only")
+                readiness.listener = listening is not None
+                if not started:
+                    started = True
+                    task_status.started()
+                await trio.sleep(lease_ms / 3000)
+    finally:
+        readiness.listener = False
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:
+                await redis.script(scripts.RELEASE_SLOT, keys, [consumer_id])
+            except Exception as exc:  # its lease runs out by itself
+                log.debug("cannot give the listener slot back: %s", exc)
+
+
+async def _listen_in_scope(
+    listen: Listen, slot: Slot, *, task_status: trio.TaskStatus[trio.CancelScope]
+) -> None:
+    with trio.CancelScope() as scope:
+        task_status.started(scope)
+        await listen(slot)
