@@ -162,6 +162,39 @@ def run(keys: int, consumers: int, delay: int, ttl: int = 100, lag: bool = False
     )
 
 
+def plain_keys(keys: int, consumers: int) -> None:
+    """Time ``keys`` unregistered keys written with plain ``SET … PX`` (a seed-style producer,
+    no test running) until ``metrics:consumed`` has them all."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        running_system(Path(tmp), consumers=consumers, env={"LOG_LEVEL": "WARNING"}) as system,
+    ):
+        client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
+        time.sleep(4)  # listener slots settle
+        client.set(names.METRICS_CONSUMED, 0)
+        started = time.monotonic()
+        pipe = client.pipeline(transaction=False)
+        for i in range(keys):
+            pipe.set(f"gen-key:{i}", i, px=100)
+            pipe.incr(names.METRICS_GENERATED)
+            if i % 500 == 499:
+                pipe.execute()
+        pipe.execute()
+        written = time.monotonic() - started
+        while int(client.get(names.METRICS_CONSUMED) or 0) < keys:
+            if time.monotonic() - started > 120:
+                break
+            time.sleep(0.01)
+        done = time.monotonic() - started
+        consumed = int(client.get(names.METRICS_CONSUMED) or 0)
+        time.sleep(1)
+        late = int(client.get(names.METRICS_CONSUMED) or 0) - consumed
+    print(
+        f"plain SET keys  {keys:,} written in {written:.2f} s, all {consumed:,} consumed after "
+        f"{done:.2f} s ({keys / done:,.0f} keys/s); {late} counted after that (must be 0)"
+    )
+
+
 def quantiles(values: list[float]) -> str:
     return (
         " / ".join(f"{percentile(values, p):,.0f}" for p in (50, 95, 99))
@@ -214,7 +247,13 @@ def main() -> int:
     parser.add_argument("--consumers", type=int, default=6)
     parser.add_argument("--delay", type=int, default=0)
     parser.add_argument("--ttl", type=int, default=100)
+    parser.add_argument(
+        "--plain", type=int, metavar="N", help="time N keys written with plain SET … PX instead"
+    )
     args = parser.parse_args()
+    if args.plain:
+        plain_keys(args.plain, args.consumers)
+        return 0
     plan: list[dict[str, Any]]
     if args.keys:
         plan = [dict(keys=args.keys, consumers=args.consumers, delay=args.delay, ttl=args.ttl)]

@@ -11,9 +11,10 @@ expiring key, in the names of ``shared.names``:
 3. the claim is published to JetStream; the pull worker that receives it checks the lease is
    still held (``BEGIN``), runs the handler, and *completes* the claim (``COMPLETE``): the
    lease goes, the counters move once. A second delivery finds no lease and is only acked;
-4. a lease that runs out (its claimer died, its message was lost, a NATS restart) is taken over
-   by a sweeper (``RENEW_STALE``) and republished; a handler that fails on every delivery
-   ends as one dead letter (``DEAD_LETTER``).
+4. a lease that runs out (its claimer died before publishing, its message was lost with a
+   NATS restart) is taken over by a sweeper (``RENEW_STALE``) and republished; once JetStream
+   stored a claim's message its lease grows long (``MARK_QUEUED``): a backlog is not a loss.
+   A handler that fails on every delivery ends as one dead letter (``DEAD_LETTER``).
 
 Keys that belong to the running load test (registered, names starting with its key prefix)
 carry the test's id through all of this, so that its records are kept key by key.
@@ -153,6 +154,19 @@ return taken
 """
 )
 
+#: KEYS: expiry:leases. ARGV: queued lease ms, then members.
+#: JetStream stored these claims' messages: from now on JetStream delivers them (and delivers
+#: them again if a worker dies), so their leases grow to the queued lease, which only covers a
+#: message lost without NATS saying so. A backlog in the queue must not make them look lost.
+MARK_QUEUED: Final = (
+    _PRELUDE
+    + """
+local queued_until = now_ms() + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 'GT', queued_until, ARGV[i]) end
+return #ARGV - 1
+"""
+)
+
 #: KEYS: expiry:leases. ARGV: member... — ends the leases of claims a publisher could not
 #: publish, so that any consumer's sweeper takes them over at once.
 RELEASE: Final = """
@@ -169,8 +183,8 @@ return #members
 
 #: KEYS: test:current, expiry:leases, metrics:duplicates.
 #: ARGV: lease ms, then (member, test id) per message.
-#: Before a handler runs: 1 = the lease is held (and now extended: the handler has the whole
-#: lease), 0 = no lease (the claim was handled already: a second delivery), 2 = the claim
+#: Before a handler runs: 1 = the lease is held (and extended: the handler has at least the
+#: whole lease), 0 = no lease (the claim was handled already: a second delivery), 2 = the claim
 #: belongs to an earlier test (its lease is dropped, its handler never runs).
 BEGIN: Final = (
     _PRELUDE
@@ -188,7 +202,7 @@ for i = 2, #ARGV, 2 do
     redis.call('ZREM', KEYS[2], member)
     states[#states + 1] = 2
   else
-    redis.call('ZADD', KEYS[2], 'XX', lease_end, member)
+    redis.call('ZADD', KEYS[2], 'XX', 'GT', lease_end, member)
     states[#states + 1] = 1
   end
 end
