@@ -102,6 +102,8 @@ class Run:
     cpu_s: dict[str, float]
     spread: list[int]
     redis_lag_ms: list[float]
+    listeners: list[str]
+    handled: dict[str, int]
 
     @property
     def fleet_us_per_key(self) -> float:
@@ -110,6 +112,22 @@ class Run:
 
     def us_per_key(self, name: str) -> float:
         return self.cpu_s.get(name, 0.0) / max(1, self.keys) * 1e6
+
+    def stage_costs(self) -> str:
+        """CPU per key of hearing + claiming + publishing (the listeners, beyond the work they
+        also did) and of pulling + handling + completing (per key handled)."""
+        workers = [n for n in self.handled if n not in self.listeners]
+        if not workers or not self.listeners:
+            return ""
+        work_us = sum(self.cpu_s[n] for n in workers) / max(
+            1, sum(self.handled[n] for n in workers)
+        )
+        listen_cpu = sum(self.cpu_s[n] - work_us * self.handled.get(n, 0) for n in self.listeners)
+        return (
+            f"per stage       listen+claim+publish {listen_cpu / self.keys * 1e6:,.0f} µs/key "
+            f"({len(self.listeners)} listeners), pull+handle+complete+ack "
+            f"{work_us * 1e6:,.0f} µs/key"
+        )
 
 
 def processes(system: LocalSystem) -> dict[str, psutil.Process]:
@@ -134,6 +152,7 @@ def run(keys: int, consumers: int, delay: int, ttl: int = 100, lag: bool = False
         procs = processes(system)
         probe = RedisLag(system.redis_url or "").start() if lag else None
         time.sleep(4)  # listener slots settle (a lease and a renewal)
+        listeners = list(system.status()["listeners"])
         before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
         started = time.monotonic()
         system.start_test(num_keys=keys, key_delay=delay, key_ttl=ttl)
@@ -159,6 +178,8 @@ def run(keys: int, consumers: int, delay: int, ttl: int = 100, lag: bool = False
         cpu_s=cpu,
         spread=sorted(status["consumers"].values()),
         redis_lag_ms=lags,
+        listeners=listeners,
+        handled=dict(status["consumers"]),
     )
 
 
@@ -215,6 +236,8 @@ def print_run(r: Run) -> None:
     if r.redis_lag_ms:
         print(f"Redis lag (ms)  p50 / p95 / p99 / max: {quantiles(r.redis_lag_ms)}")
     print("cpu seconds     " + "  ".join(f"{n} {c:.1f}" for n, c in sorted(r.cpu_s.items())))
+    if r.stage_costs():
+        print(r.stage_costs())
     print(
         f"cpu per key     fleet {r.fleet_us_per_key:,.0f} µs, generator "
         f"{r.us_per_key('generator'):,.0f} µs, Redis {r.us_per_key('redis'):,.0f} µs, "
