@@ -51,3 +51,23 @@ def test_passwords_are_redacted() -> None:
     with pytest.raises(ConfigError) as error:
         load_generator({"REDIS_URL": "redis://user:s3cret@host:notaport"})
     assert "s3cret" not in str(error.value)
+
+
+def test_the_pipeline_settings_of_a_consumer() -> None:
+    config = load_consumer(
+        {
+            "KEY_PATTERNS": " session:* , lease:[a-c]:* ",
+            "HANDLER": "myapp.expiry:on_timeout",
+            "HANDLER_CONCURRENCY": "8",
+            "DEDUP_WINDOW_MS": "60000",
+            "EXPIRY_LISTENERS": "0",
+            "FLEET": "sessions",
+        }
+    )
+    assert config.key_patterns == ("session:*", "lease:[a-c]:*")
+    assert config.handler == "myapp.expiry:on_timeout"  # imported when the consumer starts
+    assert (config.handler_concurrency, config.dedup_window_ms) == (8, 60000)
+    assert (config.expiry_listeners, config.fleet) == (0, "sessions")
+    defaults = load_consumer({})
+    assert defaults.key_patterns == ("gen-key:*",)
+    assert (defaults.expiry_listeners, defaults.dedup_window_ms) == (2, 5000)
