@@ -25,9 +25,10 @@ import psutil
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dev.local_system import LocalSystem, running_system
 from shared import names
-from shared.local_system import LocalSystem, running_system
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -11,10 +11,10 @@ from consumer.handler import ExpiredKey, Handler
 from consumer.publishing import QUEUED_LEASE_MS, Claimed, claim, message_of
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
+from dev.local_system import NatsServer, RedisServer
 from generator.handler import count
 from shared import names, scripts
 from shared.bridge import JetStream, RedisGateway
-from shared.local_system import NatsServer, RedisServer
 from tests.helpers import add_due, bridged, eventually, start_test_record
 
 

@@ -6,9 +6,9 @@ import trio
 
 from consumer.publishing import claim, claim_overdue, scan_overdue, take_over
 from consumer.pull_worker import Delivery, WorkerContext, complete
+from dev.local_system import RedisServer
 from shared import latency, names, scripts
 from shared.bridge import JetStreamMessage
-from shared.local_system import RedisServer
 from shared.registration import Registry, ensure_library
 from tests.helpers import add_due, bridged_redis, start_test_record
 

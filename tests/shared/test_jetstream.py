@@ -3,10 +3,10 @@
 import nats
 from nats.js import api
 
+from dev.local_system import NatsServer
 from shared import names
 from shared.bridge import JetStream, open_bridge
 from shared.bridge.loop import crossing
-from shared.local_system import NatsServer
 
 
 async def test_creates_the_stream_and_durable_consumer_of_the_contract(
