@@ -37,8 +37,8 @@ example: setup
 test: setup lint test-web test-deploy test-py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts examples
-	$(VENV)/bin/ruff format --check src tests scripts examples
+	$(VENV)/bin/ruff check src dev tests scripts examples
+	$(VENV)/bin/ruff format --check src dev tests scripts examples
 	$(VENV)/bin/mypy
 
 ## pytest: every Python test, including the browser tests and the manifests' end-to-end run.

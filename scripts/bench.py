@@ -27,9 +27,10 @@ import psutil
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dev.local_system import LocalSystem, running_system
 from shared import names
-from shared.local_system import LocalSystem, running_system
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -104,6 +105,8 @@ class Run:
     cpu_s: dict[str, float]
     spread: list[int]
     redis_lag_ms: list[float]
+    listeners: list[str]
+    handled: dict[str, int]
     nats_cluster: bool = False
 
     @property
@@ -115,6 +118,22 @@ class Run:
         """CPU per key of process ``name`` (``nats``: every NATS node together)."""
         cpu = sum(c for n, c in self.cpu_s.items() if n == name or n.startswith(f"{name}-"))
         return cpu / max(1, self.keys) * 1e6
+
+    def stage_costs(self) -> str:
+        """CPU per key of hearing + claiming + publishing (the listeners, beyond the work they
+        also did) and of pulling + handling + completing (per key handled)."""
+        workers = [n for n in self.handled if n not in self.listeners]
+        if not workers or not self.listeners:
+            return ""
+        work_us = sum(self.cpu_s[n] for n in workers) / max(
+            1, sum(self.handled[n] for n in workers)
+        )
+        listen_cpu = sum(self.cpu_s[n] - work_us * self.handled.get(n, 0) for n in self.listeners)
+        return (
+            f"per stage       listen+claim+publish {listen_cpu / self.keys * 1e6:,.0f} µs/key "
+            f"({len(self.listeners)} listeners), pull+handle+complete+ack "
+            f"{work_us * 1e6:,.0f} µs/key"
+        )
 
 
 def processes(system: LocalSystem) -> dict[str, psutil.Process]:
@@ -157,6 +176,7 @@ def run(
         procs = processes(system)
         probe = RedisLag(system.redis_url or "").start() if lag else None
         time.sleep(4)  # listener slots settle (a lease and a renewal)
+        listeners = list(system.status()["listeners"])
         before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
         started = time.monotonic()
         system.start_test(num_keys=keys, key_delay=delay, key_ttl=ttl)
@@ -183,6 +203,41 @@ def run(
         spread=sorted(status["consumers"].values()),
         redis_lag_ms=lags,
         nats_cluster=nats_cluster,
+        listeners=listeners,
+        handled=dict(status["consumers"]),
+    )
+
+
+def plain_keys(keys: int, consumers: int) -> None:
+    """Time ``keys`` unregistered keys written with plain ``SET … PX`` (a seed-style producer,
+    no test running) until ``metrics:consumed`` has them all."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        running_system(Path(tmp), consumers=consumers, env={"LOG_LEVEL": "WARNING"}) as system,
+    ):
+        client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
+        time.sleep(4)  # listener slots settle
+        client.set(names.METRICS_CONSUMED, 0)
+        started = time.monotonic()
+        pipe = client.pipeline(transaction=False)
+        for i in range(keys):
+            pipe.set(f"gen-key:{i}", i, px=100)
+            pipe.incr(names.METRICS_GENERATED)
+            if i % 500 == 499:
+                pipe.execute()
+        pipe.execute()
+        written = time.monotonic() - started
+        while int(client.get(names.METRICS_CONSUMED) or 0) < keys:
+            if time.monotonic() - started > 120:
+                break
+            time.sleep(0.01)
+        done = time.monotonic() - started
+        consumed = int(client.get(names.METRICS_CONSUMED) or 0)
+        time.sleep(1)
+        late = int(client.get(names.METRICS_CONSUMED) or 0) - consumed
+    print(
+        f"plain SET keys  {keys:,} written in {written:.2f} s, all {consumed:,} consumed after "
+        f"{done:.2f} s ({keys / done:,.0f} keys/s); {late} counted after that (must be 0)"
     )
 
 
@@ -208,6 +263,8 @@ def print_run(r: Run) -> None:
     if r.redis_lag_ms:
         print(f"Redis lag (ms)  p50 / p95 / p99 / max: {quantiles(r.redis_lag_ms)}")
     print("cpu seconds     " + "  ".join(f"{n} {c:.1f}" for n, c in sorted(r.cpu_s.items())))
+    if r.stage_costs():
+        print(r.stage_costs())
     print(
         f"cpu per key     fleet {r.fleet_us_per_key:,.0f} µs, generator "
         f"{r.us_per_key('generator'):,.0f} µs, Redis {r.us_per_key('redis'):,.0f} µs, "
@@ -243,11 +300,17 @@ def main() -> int:
     parser.add_argument("--delay", type=int, default=0)
     parser.add_argument("--ttl", type=int, default=100)
     parser.add_argument(
+        "--plain", type=int, metavar="N", help="time N keys written with plain SET … PX instead"
+    )
+    parser.add_argument(
         "--nats-cluster",
         action="store_true",
         help="3-node NATS cluster, stream at 3 replicas in files (default: one server, memory)",
     )
     args = parser.parse_args()
+    if args.plain:
+        plain_keys(args.plain, args.consumers)
+        return 0
     plan: list[dict[str, Any]]
     if args.keys:
         plan = [dict(keys=args.keys, consumers=args.consumers, delay=args.delay, ttl=args.ttl)]

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from client.cli import main as expiry_pipeline  # noqa: E402
-from shared.local_system import running_system  # noqa: E402
+from dev.local_system import running_system  # noqa: E402
 from tests.observability.prometheus import DASHBOARD, PrometheusServer  # noqa: E402
 
 COLORS = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#b877d9", "#f2495c", "#8ab8ff"]

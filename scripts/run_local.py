@@ -16,9 +16,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
+from dev.local_system import LocalSystem  # noqa: E402
 from shared.config import redact  # noqa: E402
-from shared.local_system import LocalSystem  # noqa: E402
 
 
 def main() -> int:

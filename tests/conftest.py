@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from shared.local_system import LocalSystem, NatsServer, RedisServer
+from dev.local_system import LocalSystem, NatsServer, RedisServer
 
 settings.register_profile(
     "project", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200

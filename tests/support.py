@@ -13,8 +13,8 @@ from typing import Any
 
 import redis
 
+from dev.local_system import LocalSystem, wait_until
 from shared import names
-from shared.local_system import LocalSystem, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 #: One JSON line per measured run; ``scripts/fault_table.py`` turns it into a table.

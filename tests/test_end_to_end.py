@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.local_system import LocalSystem
+from dev.local_system import LocalSystem
 from tests.support import check_every_key, check_jetstream_settled, redis_client
 
 

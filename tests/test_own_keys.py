@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
+from dev.local_system import LocalSystem, service_env, wait_until
 from shared import names, scripts
-from shared.local_system import LocalSystem, service_env, wait_until
 from tests.support import REPO, check_every_key, redis_client
 
 AUDIT = "audit:session-timeouts"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.local_system import (
+from dev.local_system import (
     NatsServer,
     Process,
     RedisServer,

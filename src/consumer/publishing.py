@@ -86,6 +86,11 @@ def message_of(member: str, generation: str) -> tuple[str, dict[str, str]]:
     }
 
 
+#: How long a claim whose message JetStream stored may stay unhandled before a sweeper
+#: republishes it (covers a message lost without NATS saying so; not a backlog).
+QUEUED_LEASE_MS = 300_000
+
+
 async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Claimed) -> int:
     """Publish claims; return how many JetStream stored.
 
@@ -105,8 +110,10 @@ async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Cl
         except Exception as exc:
             log.warning("publishing %d keys failed: %s", len(items), exc)
             results = [False] * len(items)
+        stored = [member for member, ok in zip(remaining, results, strict=True) if ok]
         remaining = [member for member, ok in zip(remaining, results, strict=True) if not ok]
-        telemetry.PUBLISHED.labels("ok").inc(len(items) - len(remaining))
+        telemetry.PUBLISHED.labels("ok").inc(len(stored))
+        await _mark_queued(redis, stored)
         if not remaining:
             return len(claimed.members)
         telemetry.PUBLISHED.labels("failed").inc(len(remaining))
@@ -123,3 +130,12 @@ async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Cl
             "cannot release %d keys early (%s); their leases will expire", len(remaining), exc
         )
     return len(claimed.members) - len(remaining)
+
+
+async def _mark_queued(redis: RedisGateway, members: list[str]) -> None:
+    if not members:
+        return
+    try:
+        await redis.script(scripts.MARK_QUEUED, (names.EXPIRY_LEASES,), [QUEUED_LEASE_MS, *members])
+    except Exception as exc:  # the short lease stands: at worst a harmless second publication
+        log.warning("cannot mark %d published keys as queued: %s", len(members), exc)

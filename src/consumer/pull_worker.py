@@ -24,7 +24,7 @@ import trio
 
 from consumer.handler import ExpiredKey, Handler
 from consumer.readiness import Readiness
-from shared import latency, names, scripts, telemetry
+from shared import names, scripts, telemetry
 from shared.backoff import Backoff
 from shared.bridge import JetStream, JetStreamMessage, RedisGateway
 from shared.bridge.jetstream import Feed
@@ -97,31 +97,9 @@ class WorkerContext:
     check_leases: bool = True
 
 
-def complete_arguments(
-    consumer_id: str, deliveries: Sequence[Delivery], now_ms: int
-) -> list[str | int]:
-    """ARGV of the COMPLETE script for ``deliveries`` whose handler returned."""
-    args: list[str | int] = [consumer_id]
-    for d in deliveries:
-        if d.deadline:
-            delay_ms = max(0, now_ms - int(d.deadline))
-            args += [
-                d.message.lease,
-                d.message.key,
-                d.test_id,
-                delay_ms,
-                latency.bucket_of(delay_ms),
-            ]
-        else:
-            args += [d.message.lease, d.message.key, d.test_id, "", ""]
-    return args
-
-
 async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]:
     """Per delivery: 1 handle it, 0 handled already, 2 an earlier test's (see ``BEGIN``)."""
-    args: list[str | int] = [ctx.lease_ms]
-    for d in deliveries:
-        args += [d.message.lease, d.test_id]
+    args: list[str | int] = [ctx.lease_ms, *(d.message.lease for d in deliveries)]
     states: list[int] = await ctx.redis.script(
         scripts.BEGIN, (names.TEST_CURRENT, names.EXPIRY_LEASES, names.METRICS_DUPLICATES), args
     )
@@ -145,7 +123,7 @@ async def complete(
         names.TEST_LATENCY,
         names.TEST_COUNTED,
     )
-    args = complete_arguments(ctx.consumer_id, deliveries, now_ms)
+    args = [ctx.consumer_id, *(d.message.lease for d in deliveries)]
     reply, ack_failed = await ctx.redis.script_then(
         scripts.COMPLETE, keys, args, ctx.jetstream.acker(ack)
     )

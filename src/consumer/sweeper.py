@@ -63,7 +63,11 @@ async def sweep_once(
     grace_ms: int,
     window_ms: int,
 ) -> bool:
-    """One sweep; True when it found a full batch (more may be waiting)."""
+    """One sweep; True when it found a full batch of overdue keys (more may be waiting).
+
+    Leases that ran out are taken over at most ``SWEEP_LIMIT`` per sweep: when the fleet is
+    overloaded, republishing faster than it can publish would only add to the load.
+    """
     due, stale = await scan_overdue(redis, grace_ms, SWEEP_LIMIT)
     mine = [key for key in due if patterns.matches(key)]
     recovered = 0
@@ -80,7 +84,7 @@ async def sweep_once(
             recovered += len(taken.members)
     if recovered:
         log.info("recovered %d keys", recovered)
-    return len(mine) >= SWEEP_LIMIT or len(stale) >= SWEEP_LIMIT
+    return len(mine) >= SWEEP_LIMIT
 
 
 async def _after_nats_reconnect(redis: RedisGateway, jetstream: JetStream) -> None:

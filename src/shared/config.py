@@ -229,20 +229,19 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         sweep_interval_ms=_int(env, "SWEEP_INTERVAL_MS", 1000, 50, 600_000),
         sweep_grace_ms=_int(env, "SWEEP_GRACE_MS", 2000, 0, 600_000),
         shutdown_grace_s=float(_int(env, "SHUTDOWN_GRACE_S", 5, 1, 300)),
-        key_patterns=_key_patterns(env),
+        key_patterns=_key_patterns(_get(env, "KEY_PATTERNS", "gen-key:*")),
         dedup_window_ms=_int(env, "DEDUP_WINDOW_MS", 5000, 100, 86_400_000),
         handler=_get(env, "HANDLER", "generator.handler:count"),
         handler_concurrency=_int(env, "HANDLER_CONCURRENCY", 64, 1, 10_000),
         handler_timeout_ms=_int(env, "HANDLER_TIMEOUT_MS", 30_000, 100, 3_600_000),
-        fleet=_fleet(env),
+        fleet=_fleet(_get(env, "FLEET", "")),
         expiry_listeners=_int(env, "EXPIRY_LISTENERS", 2, 0, 1000),
         listener_lease_ms=_int(env, "LISTENER_LEASE_MS", 3000, 500, 600_000),
         stream=load_stream(env),
     )
 
 
-def _fleet(env: Mapping[str, str]) -> str:
-    fleet = _get(env, "FLEET", "")
+def _fleet(fleet: str) -> str:
     try:
         names.queue_of(fleet)
     except ValueError as exc:
@@ -250,8 +249,7 @@ def _fleet(env: Mapping[str, str]) -> str:
     return fleet
 
 
-def _key_patterns(env: Mapping[str, str]) -> tuple[str, ...]:
-    raw = _get(env, "KEY_PATTERNS", "gen-key:*")
+def _key_patterns(raw: str) -> tuple[str, ...]:
     patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
     try:
         KeyPatterns(patterns)

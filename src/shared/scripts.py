@@ -11,9 +11,10 @@ expiring key, in the names of ``shared.names``:
 3. the claim is published to JetStream; the pull worker that receives it checks the lease is
    still held (``BEGIN``), runs the handler, and *completes* the claim (``COMPLETE``): the
    lease goes, the counters move once. A second delivery finds no lease and is only acked;
-4. a lease that runs out (its claimer died, its message was lost, a NATS restart) is taken over
-   by a sweeper (``RENEW_STALE``) and republished; a handler that fails on every delivery
-   ends as one dead letter (``DEAD_LETTER``).
+4. a lease that runs out (its claimer died before publishing, its message was lost with a
+   NATS restart) is taken over by a sweeper (``RENEW_STALE``) and republished; once JetStream
+   stored a claim's message its lease grows long (``MARK_QUEUED``): a backlog is not a loss.
+   A handler that fails on every delivery ends as one dead letter (``DEAD_LETTER``).
 
 Keys that belong to the running load test (registered, names starting with its key prefix)
 carry the test's id through all of this, so that its records are kept key by key.
@@ -41,6 +42,15 @@ local function running_test(current)
 end
 -- A key belongs to the running test when the test's generator registered it (it has a
 -- deadline) and its name has the test's prefix; any other key is an application's.
+-- A lease member: claim id, deadline ('' when not registered), test id, key.
+local function parse_lease(member)
+  return string.match(member, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+end
+-- The log-scale latency bucket of a delay (shared.latency.bucket_of).
+local function bucket_of(delay_ms)
+  if delay_ms < 1 then return 0 end
+  return math.floor(math.log(delay_ms) / math.log(2) * 8) + 1
+end
 local function test_of(key, registered, test_id, test_window, prefix, window)
   if registered and prefix ~= '' and string.sub(key, 1, #prefix) == prefix then
     return test_id, test_window or window
@@ -153,6 +163,19 @@ return taken
 """
 )
 
+#: KEYS: expiry:leases. ARGV: queued lease ms, then members.
+#: JetStream stored these claims' messages: from now on JetStream delivers them (and delivers
+#: them again if a worker dies), so their leases grow to the queued lease, which only covers a
+#: message lost without NATS saying so. A backlog in the queue must not make them look lost.
+MARK_QUEUED: Final = (
+    _PRELUDE
+    + """
+local queued_until = now_ms() + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', 'GT', queued_until, ARGV[i]) end
+return #ARGV - 1
+"""
+)
+
 #: KEYS: expiry:leases. ARGV: member... — ends the leases of claims a publisher could not
 #: publish, so that any consumer's sweeper takes them over at once.
 RELEASE: Final = """
@@ -168,9 +191,9 @@ return #members
 """
 
 #: KEYS: test:current, expiry:leases, metrics:duplicates.
-#: ARGV: lease ms, then (member, test id) per message.
-#: Before a handler runs: 1 = the lease is held (and now extended: the handler has the whole
-#: lease), 0 = no lease (the claim was handled already: a second delivery), 2 = the claim
+#: ARGV: lease ms, then the lease member of each message.
+#: Before a handler runs: 1 = the lease is held (and extended: the handler has at least the
+#: whole lease), 0 = no lease (the claim was handled already: a second delivery), 2 = the claim
 #: belongs to an earlier test (its lease is dropped, its handler never runs).
 BEGIN: Final = (
     _PRELUDE
@@ -179,8 +202,9 @@ local current = redis.call('HGET', KEYS[1], 'id') or ''
 local lease_end = now_ms() + tonumber(ARGV[1])
 local states = {}
 local duplicates = 0
-for i = 2, #ARGV, 2 do
-  local member, tid = ARGV[i], ARGV[i + 1]
+for i = 2, #ARGV do
+  local member = ARGV[i]
+  local _, _, tid = parse_lease(member)
   if not redis.call('ZSCORE', KEYS[2], member) then
     states[#states + 1] = 0
     duplicates = duplicates + 1
@@ -188,7 +212,7 @@ for i = 2, #ARGV, 2 do
     redis.call('ZREM', KEYS[2], member)
     states[#states + 1] = 2
   else
-    redis.call('ZADD', KEYS[2], 'XX', lease_end, member)
+    redis.call('ZADD', KEYS[2], 'XX', 'GT', lease_end, member)
     states[#states + 1] = 1
   end
 end
@@ -199,18 +223,21 @@ return states
 
 #: KEYS: test:current, expiry:leases, metrics:consumed, metrics:consumer:<id>,
 #:       metrics:consumers, metrics:duplicates, test:consumed, test:latency, test:counted.
-#: ARGV: consumer id, then (member, key, test id, delay ms, latency bucket) per handled message;
-#: delay and bucket are '' for a key without a registered deadline.
+#: ARGV: consumer id, then the lease member of each message whose handler returned.
 #: The first completion of a claim removes its lease and counts it; any later one only counts
-#: as a duplicate. Keys of the current test also get their record in test:consumed (a second
-#: record of one key is impossible; a key claimed twice shows as consumed > unique).
+#: as a duplicate. Keys of the current test also get their record in test:consumed (consumer
+#: and delay from the deadline, by Redis's clock) and their latency bucket; a second record of
+#: one key is impossible (a key claimed twice shows as counted > unique).
 #: Returns {counted, duplicates, stale}.
-COMPLETE: Final = """
+COMPLETE: Final = (
+    _PRELUDE
+    + """
 local current = redis.call('HGET', KEYS[1], 'id') or ''
 local consumer = ARGV[1]
+local now = now_ms()
 local counted, duplicates, stale, test_counted = 0, 0, 0, 0
-for i = 2, #ARGV, 5 do
-  local tid = ARGV[i + 2]
+for i = 2, #ARGV do
+  local _, deadline, tid, key = parse_lease(ARGV[i])
   if redis.call('ZREM', KEYS[2], ARGV[i]) == 0 then
     duplicates = duplicates + 1
   elseif tid ~= '' and tid ~= current then
@@ -219,9 +246,10 @@ for i = 2, #ARGV, 5 do
     counted = counted + 1
     if tid ~= '' then
       test_counted = test_counted + 1
-      local recorded = redis.call('HSETNX', KEYS[7], ARGV[i + 1], consumer .. ' ' .. ARGV[i + 3])
-      if recorded == 1 and ARGV[i + 4] ~= '' then
-        redis.call('HINCRBY', KEYS[8], ARGV[i + 4], 1)
+      local delay = deadline ~= '' and math.max(0, now - tonumber(deadline)) or nil
+      local record = consumer .. ' ' .. (delay and string.format('%d', delay) or '')
+      if redis.call('HSETNX', KEYS[7], key, record) == 1 and delay then
+        redis.call('HINCRBY', KEYS[8], bucket_of(delay), 1)
       end
     end
   end
@@ -235,6 +263,7 @@ if duplicates > 0 then redis.call('INCRBY', KEYS[6], duplicates) end
 if test_counted > 0 then redis.call('INCRBY', KEYS[9], test_counted) end
 return {counted, duplicates, stale}
 """
+)
 
 #: KEYS: test:current, expiry:leases, expiry:dead_letters, metrics:dead_letters,
 #:       test:dead_letters.

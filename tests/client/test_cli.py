@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from client.cli import EXIT_API, EXIT_NOT_EXACTLY_ONCE, EXIT_OK, EXIT_USAGE, Progress, main
-from shared.local_system import LocalSystem, free_port
+from dev.local_system import LocalSystem, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ import trio
 
 from consumer.expiry_listener import run_expiry_listener
 from consumer.readiness import Readiness
-from shared.local_system import RedisServer
+from dev.local_system import RedisServer
 from shared.patterns import KeyPatterns
 from shared.pubsub import RedisAddress
 from tests.helpers import bridged_redis, eventually

@@ -4,9 +4,9 @@ import trio
 
 from consumer.listener_quorum import Slot, run_listener_quorum
 from consumer.readiness import Readiness
+from dev.local_system import RedisServer
 from shared import names
 from shared.bridge import RedisGateway
-from shared.local_system import RedisServer
 from tests.helpers import bridged_redis, eventually
 
 LEASE_MS = 600

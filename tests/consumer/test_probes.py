@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from consumer.probes import probe_once
+from dev.local_system import NatsServer, RedisServer, service_env
 from shared import telemetry
-from shared.local_system import NatsServer, RedisServer, service_env
 from tests.helpers import bridged
 
 

@@ -5,8 +5,11 @@ import time
 import trio
 
 from consumer.publishing import claim, claim_overdue, scan_overdue, take_over
-from shared import names, scripts
-from shared.local_system import RedisServer
+from consumer.pull_worker import Delivery, WorkerContext, complete
+from dev.local_system import RedisServer
+from shared import latency, names, scripts
+from shared.bridge import JetStreamMessage
+from shared.registration import Registry, ensure_library
 from tests.helpers import add_due, bridged_redis, start_test_record
 
 
@@ -118,8 +121,6 @@ async def test_a_lease_that_ran_out_is_taken_over_once(redis_server: RedisServer
 async def test_registering_writes_the_key_and_its_deadline_together(
     redis_server: RedisServer,
 ) -> None:
-    from shared.registration import Registry, ensure_library
-
     async with bridged_redis(redis_server.url) as redis:
         await ensure_library(redis)
         registry = Registry(redis)
@@ -129,3 +130,43 @@ async def test_registering_writes_the_key_and_its_deadline_together(
         assert await redis.call("GET", "session:9") == "user-1"
         assert 59_000 < await redis.call("PTTL", "session:9") <= 60_000
         assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "session:9"))) == deadline
+
+
+async def test_completing_records_each_test_key_once_with_its_delay_and_bucket(
+    redis_server: RedisServer,
+) -> None:
+    class NoAcks:
+        def acker(self, messages: object) -> object:
+            async def nothing() -> None:
+                return None
+
+            return lambda: nothing()
+
+    async with bridged_redis(redis_server.url) as redis:
+        await start_test_record(redis)
+        now = int(time.time() * 1000)
+        delays = [0, 3, 17, 250, 4000]
+        for i, delay in enumerate(delays):
+            await add_due(redis, [f"gen-key:{i}"], deadline_ms=now - delay)
+        won = await claim(redis, [f"gen-key:{i}" for i in range(len(delays))], 30_000, 5000)
+        deliveries = []
+        for member in won.members:
+            claim_id, deadline, test_id, key = names.parse_lease(member)  # type: ignore[misc]
+            message = JetStreamMessage(key=key, lease=member, delivered=1, handle=None)
+            deliveries.append(Delivery(message, claim_id, deadline, test_id))
+        ctx = WorkerContext(redis, NoAcks(), "c-1", None, None, 30_000, 30)  # type: ignore[arg-type]
+        first = await complete(ctx, deliveries, [])
+        again = await complete(ctx, deliveries[:2], [])
+        assert (first.counted, first.duplicates) == (5, 0)
+        assert (again.counted, again.duplicates) == (0, 2)
+        records = await redis.call("HGETALL", names.TEST_CONSUMED)
+        assert set(records) == {f"gen-key:{i}" for i in range(len(delays))}
+        recorded = {k: int(v.split()[1]) for k, v in records.items()}
+        buckets = await redis.call("HGETALL", names.TEST_LATENCY)
+        expected: dict[int, int] = {}
+        for delay in recorded.values():
+            expected[latency.bucket_of(delay)] = expected.get(latency.bucket_of(delay), 0) + 1
+        assert {int(b): int(n) for b, n in buckets.items()} == expected
+        for i, delay in enumerate(delays):
+            assert delay <= recorded[f"gen-key:{i}"] < delay + 5000
+        assert await redis.call("GET", names.TEST_COUNTED) == "5"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.local_system import LocalSystem
+from dev.local_system import LocalSystem
 
 
 def pytest_configure(config: pytest.Config) -> None:

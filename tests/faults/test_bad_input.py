@@ -21,8 +21,8 @@ import redis
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from dev.local_system import LocalSystem, http_json, wait_until
 from shared import names
-from shared.local_system import LocalSystem, http_json, wait_until
 from tests.support import (
     check_every_key,
     check_jetstream_settled,

@@ -18,8 +18,8 @@ from typing import Any
 import nats
 import pytest
 
+from dev.local_system import LocalSystem
 from shared import names
-from shared.local_system import LocalSystem
 from tests.support import (
     FaultRow,
     RecoveryWatch,

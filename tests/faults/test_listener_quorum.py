@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.local_system import LocalSystem, wait_until
+from dev.local_system import LocalSystem, wait_until
 from tests.support import check_every_key
 
 from .conftest import StartSystem

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from dev.local_system import NatsCluster, NatsServer
 from shared import names
-from shared.local_system import NatsCluster, NatsServer
 
 from .conftest import StartSystem
 from .test_faults import KEYS, check_exactly_once, run_with_fault

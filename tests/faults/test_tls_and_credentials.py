@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from shared.local_system import NatsServer, Process, RedisServer, free_port, service_env, wait_until
+from dev.local_system import NatsServer, Process, RedisServer, free_port, service_env, wait_until
 from tests.nats_auth import Account
 from tests.support import check_every_key, check_jetstream_settled
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from shared.local_system import Process, find_binary, free_port, wait_until
+from dev.local_system import Process, find_binary, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 OBSERVABILITY = REPO / "observability"

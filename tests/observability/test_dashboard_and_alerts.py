@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from client.cli import main as expiry_pipeline
-from shared.local_system import LocalSystem, wait_until
+from dev.local_system import LocalSystem, wait_until
 from shared.telemetry import CONSUMER_REGISTRY, GENERATOR_REGISTRY
 
 from .prometheus import ALERTS, OBSERVABILITY, PrometheusServer

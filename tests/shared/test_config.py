@@ -91,3 +91,23 @@ def test_nats_ca_file_must_exist() -> None:
 def test_a_missing_redis_ca_file_is_named() -> None:
     with pytest.raises(ConfigError, match=r"ssl_ca_certs='/nonexistent/ca\.pem'"):
         load_generator({"REDIS_URL": "rediss://host:6380/0?ssl_ca_certs=/nonexistent/ca.pem"})
+
+
+def test_the_pipeline_settings_of_a_consumer() -> None:
+    config = load_consumer(
+        {
+            "KEY_PATTERNS": " session:* , lease:[a-c]:* ",
+            "HANDLER": "myapp.expiry:on_timeout",
+            "HANDLER_CONCURRENCY": "8",
+            "DEDUP_WINDOW_MS": "60000",
+            "EXPIRY_LISTENERS": "0",
+            "FLEET": "sessions",
+        }
+    )
+    assert config.key_patterns == ("session:*", "lease:[a-c]:*")
+    assert config.handler == "myapp.expiry:on_timeout"  # imported when the consumer starts
+    assert (config.handler_concurrency, config.dedup_window_ms) == (8, 60000)
+    assert (config.expiry_listeners, config.fleet) == (0, "sessions")
+    defaults = load_consumer({})
+    assert defaults.key_patterns == ("gen-key:*",)
+    assert (defaults.expiry_listeners, defaults.dedup_window_ms) == (2, 5000)

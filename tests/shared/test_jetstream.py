@@ -4,11 +4,11 @@ import nats
 import pytest
 from nats.js import api
 
+from dev.local_system import NatsServer
 from shared import names
 from shared.bridge import JetStream, open_bridge
 from shared.bridge.loop import crossing
 from shared.config import StreamSettings
-from shared.local_system import NatsServer
 
 
 async def test_creates_the_stream_and_durable_consumer_of_the_contract(

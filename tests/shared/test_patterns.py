@@ -7,7 +7,7 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.local_system import RedisServer
+from dev.local_system import RedisServer
 from shared.patterns import KeyPatterns, PatternError, glob_to_regex
 
 NAMES = [

@@ -4,9 +4,9 @@ import pytest
 import redis
 import trio
 
+from dev.local_system import RedisServer
 from shared import names, scripts
 from shared.bridge import RedisError
-from shared.local_system import RedisServer
 from shared.registration import Registry, ensure_library, library_version, register_many_command
 from tests.helpers import bridged_redis
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.local_system import LocalSystem
+from dev.local_system import LocalSystem
 
 from .conftest import PageProblems
 from .test_browser import FINISH_TIMEOUT_MS, UPDATE_TIMEOUT_MS, expect

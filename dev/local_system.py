@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SRC = Path(__file__).resolve().parents[1]
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def free_port() -> int:
