@@ -121,6 +121,34 @@ def verdict(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+#: Keys per HMGET when checking every key.
+CHECK_CHUNK = 5000
+
+
+async def key_by_key_verdict(redis: RedisGateway, expected: int) -> dict[str, Any]:
+    """The verdict on keys ``0..expected-1``, each looked up in ``test:consumed``.
+
+    ``expected`` is what the generator wrote (not a counter, which can lag or be lost);
+    ``missing`` counts those keys without a consumption record, one by one. ``duplicates``
+    are counts beyond one per key (``metrics:consumed`` minus the records).
+    """
+    missing = 0
+    for first in range(0, expected, CHECK_CHUNK):
+        fields = [names.gen_key(n) for n in range(first, min(expected, first + CHECK_CHUNK))]
+        records = await redis.call("HMGET", names.TEST_CONSUMED, *fields)
+        missing += sum(record is None for record in records)
+    snapshot = await read_snapshot(redis, with_consumers=False)
+    doubled = max(0, snapshot.consumed - snapshot.unique)
+    return {
+        "exactly_once": missing == 0 and doubled == 0,
+        "expected": expected,
+        "consumed": expected - missing,
+        "missing": missing,
+        "duplicates": doubled,
+        "dead_letters": snapshot.dead_letters,
+    }
+
+
 def _average_rates(
     snapshot: Snapshot, started_at: float, finished_at: float
 ) -> tuple[float, float]:
@@ -178,4 +206,5 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
         "dead_letters": snapshot.dead_letters,
         "recent_dead_letters": snapshot.recent_dead_letters,
         "verdict": stored_verdict,
+        "reason": test.get("reason"),
     }
