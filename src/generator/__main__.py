@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -22,6 +24,8 @@ log = logging.getLogger("generator")
 
 GRACEFUL_TIMEOUT_S = 3.0
 KEEP_ALIVE_TIMEOUT_S = 5.0
+#: Longest a send to a client may take once its request was cancelled.
+SEND_TIMEOUT_S = 10.0
 
 
 async def run_generator(
@@ -47,13 +51,16 @@ async def run_generator(
         # Through our handlers, so LOG_FORMAT applies to hypercorn's lines too.
         hypercorn.errorlog = logging.getLogger("hypercorn.error")
         hypercorn.graceful_timeout = GRACEFUL_TIMEOUT_S
-        # Idle keep-alive connections close, so no client can pin file descriptors.
+        # Idle connections close after this, so no client can pin file descriptors.
         hypercorn.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
         async with trio.open_nursery() as web:
             try:
                 binds = await web.start(
                     lambda task_status: serve(  # type: ignore[arg-type]
-                        app, hypercorn, shutdown_trigger=stop.wait, task_status=task_status
+                        finish_sends(app),  # type: ignore[arg-type]
+                        hypercorn,
+                        shutdown_trigger=stop.wait,
+                        task_status=task_status,
                     )
                 )
             except* OSError as failed:
@@ -82,6 +89,32 @@ async def run_generator(
             closing.shield = True
             await redis.aclose()
     log.info("generator stopped")
+
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def finish_sends(app: Callable[..., Awaitable[None]]) -> ASGIApp:
+    """Let each of the app's sends finish, even when Quart-Trio cancels the request meanwhile.
+
+    Quart-Trio cancels a request's tasks as soon as the client's side is done, while the last
+    send is still inside hypercorn, which then restarts the connection's keep-alive timer or
+    closes it: cancelled there, the timer never ran and idle connections stayed open forever.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_to_the_end(message: Message) -> None:
+            with trio.CancelScope(shield=True) as sending:
+                sending.deadline = trio.current_time() + SEND_TIMEOUT_S
+                await send(message)
+
+        await app(scope, receive, send_to_the_end)
+
+    return wrapped
 
 
 async def main() -> None:
