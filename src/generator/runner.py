@@ -122,6 +122,8 @@ class TestRunner:
     the reason only when Redis refused its work for longer than the drain timeout.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(
         self, redis: RedisGateway, drain_timeout_s: float, outage: RedisOutage | None = None
     ) -> None:
