@@ -238,9 +238,9 @@ def test_generator_names_a_redis_outage_and_recovers(
                 http_json(base + path, method, {} if method == "POST" else None, timeout=30)
             assert answer.value.code == 503
             assert "Redis" in json.loads(answer.value.read())["error"]
-        with pytest.raises(urllib.error.HTTPError) as answer:
-            http_json(f"{base}/readyz", timeout=30)
-        assert answer.value.code == 503
+        # Still ready: the page stays reachable to name the problem.
+        ready = http_json(f"{base}/readyz", timeout=30)
+        assert ready["ready"] is True and ready["redis_problem"]["cause"] == "unreachable"
         redis_server.start()
 
         def recovered() -> bool:
@@ -272,6 +272,10 @@ def test_generator_starts_serving_before_redis_answers(tmp_path: Path) -> None:
     try:
         status = wait_until(lambda: http_json(f"{base}/api/status"), 30, "generator")
         assert status["redis_problem"]["cause"] == "unreachable", status
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            http_json(f"{base}/readyz", timeout=30)
+        assert answer.value.code == 503
+        assert "Redis does not answer" in json.loads(answer.value.read())["error"]
         redis.start()
         wait_until(lambda: http_json(f"{base}/readyz")["ready"], 30, "generator ready")
         assert http_json(f"{base}/api/status")["redis_problem"] is None

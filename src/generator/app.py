@@ -230,12 +230,13 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.get("/readyz")
     async def readyz() -> Any:
-        try:
-            with trio.fail_after(2):
-                await services.redis.call("PING")
-        except Exception as exc:
-            return error(f"Redis does not answer: {type(exc).__name__}", 503)
-        return jsonify({"ready": True})
+        """Ready once Redis has answered; a later outage keeps it ready (the page then names
+        the problem, and a probe that failed would take the page away with it)."""
+        problem = services.runner.outage.as_dict()
+        if not services.runner.ready:
+            message = problem["message"] if problem else "Redis has not answered yet"
+            return jsonify({"ready": False, "error": message, "redis_problem": problem}), 503
+        return jsonify({"ready": True, "redis_problem": problem})
 
     @app.get("/metrics")
     async def prometheus() -> Any:
