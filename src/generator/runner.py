@@ -471,10 +471,19 @@ class TestRunner:
             count = keys_due(last_wake - begin, config.key_delay, written, total)
             count = max(1, min(count, CHUNK))
             waited = self._waited_s
+            attempts = 0
+
+            async def write_batch(first: int = written, count: int = count) -> list[Any]:
+                nonlocal attempts
+                attempts += 1
+                return await self._write_batch(
+                    test_id, first, count, config.key_ttl, retry=attempts > 1
+                )
+
             try:
                 replies = await self._until_done(
                     "writing keys",
-                    partial(self._write_batch, test_id, written, count, config.key_ttl),
+                    write_batch,
                     give_up_s=self._drain_timeout_s,
                     interrupt=self._stop_requested,
                 )
@@ -489,11 +498,21 @@ class TestRunner:
             await trio.lowlevel.checkpoint()
         return written
 
-    async def _write_batch(self, test_id: str, first: int, count: int, ttl_ms: int) -> list[Any]:
+    async def _write_batch(
+        self, test_id: str, first: int, count: int, ttl_ms: int, retry: bool
+    ) -> list[Any]:
         """One batch of keys, checking in the same round trip that Redis still has the test.
 
-        The first reply is the current test's id: another one means Redis lost this test.
+        The first reply is the current test's id: another one means Redis lost this test. A
+        retry first asks whether the failed attempt was applied after all (its answer lost
+        with the connection): writing its keys again would register keys already consumed.
         """
+        if retry:
+            current, generated = await self._redis.pipeline(
+                [("HGET", names.TEST_CURRENT, "id"), ("GET", names.METRICS_GENERATED)]
+            )
+            if current != test_id or int(generated or 0) >= first + count:
+                return [current]
         now_ms = int(time.time() * 1000)
         self._last_deadline_ms = max(self._last_deadline_ms, now_ms + ttl_ms)
         commands: list[Command] = [
