@@ -259,6 +259,9 @@ class TestRunner:
                 finished_at=record.finished_at,
                 verdict=record.verdict,
             )
+        elif not record.saved:
+            # Ended, but Redis does not have the end yet.
+            document.update(finished_at=record.finished_at, verdict=record.verdict)
         document.update(
             state=record.state, is_running=self._running and record.running, reason=record.reason
         )
