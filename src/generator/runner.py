@@ -151,7 +151,21 @@ class TestRunner:
         """At start-up: wait for Redis, then finish a test an earlier generator left running.
 
         Its keys are still consumed; watch them drain and give the verdict, as ``interrupted``.
+        Whatever goes wrong, the generator goes on serving and accepts new tests.
         """
+        try:
+            await self._recover_interrupted()
+        except Exception as exc:
+            log.error(
+                "cannot finish the test an earlier generator left running (%s); the next start "
+                "replaces it",
+                exc,
+            )
+            self._running = False
+            self.ready = True
+            self._notify()
+
+    async def _recover_interrupted(self) -> None:
         test: dict[str, str] = await self._until_done(
             "reading the last test", lambda: self._redis.call("HGETALL", names.TEST_CURRENT)
         )
@@ -342,9 +356,14 @@ class TestRunner:
         self._running = False
         self._notify()
         with self._saving:
-            await self._until_done(
-                "saving the end of the test", partial(self._save_end, record, lost)
-            )
+            try:
+                await self._until_done(
+                    "saving the end of the test", partial(self._save_end, record, lost)
+                )
+            except Exception as exc:
+                # The status keeps showing the end from this process's record.
+                log.error("test %s: cannot save its end in Redis: %s", record.test_id, exc)
+                return
             record.saved = True
             self._notify()
 
