@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shared.local_system import (
+from dev.local_system import (
     LocalSystem,
     NatsServer,
     Process,

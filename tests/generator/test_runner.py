@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import trio
 
+from dev.local_system import RedisServer
 from generator.runner import TestRunner
 from generator.validation import TestConfig
 from shared import names
-from shared.local_system import RedisServer
 from tests.helpers import bridged_redis
 
 
