@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 #: Keys per pipeline when writing as fast as possible.
 CHUNK = 500
 DRAIN_POLL_S = 0.2
+#: How long a start waits for the end of the previous test to be saved.
+SAVE_WAIT_S = 5.0
 #: The paced writer wakes at most this often; keys that fell due meanwhile go in one pipeline.
 PACE_TICK_S = 0.005
 
@@ -98,6 +100,8 @@ class TestRecord:
     verdict: dict[str, Any] | None = None
     #: Whether Redis holds this record's current state.
     saved: bool = False
+    #: Set once saving its end is over (saved, or given up).
+    save_over: trio.Event = field(default_factory=trio.Event)
 
     @property
     def running(self) -> bool:
@@ -214,6 +218,13 @@ class TestRunner:
         if self._running:
             raise TestAlreadyRunning("a test is already running")
         previous = self.record
+        if previous is not None and not previous.saved:
+            # Its end is being saved: let that land first, or it could overwrite this test's
+            # record. While Redis is away it cannot, and the start fails on Redis anyway.
+            with trio.move_on_after(SAVE_WAIT_S):
+                await previous.save_over.wait()
+            if self._running:
+                raise TestAlreadyRunning("a test is already running")
         record = TestRecord(new_test_id(), config, started_at=time.time())
         self._begin(record)
         try:
@@ -355,17 +366,18 @@ class TestRunner:
         record.state, record.verdict, record.finished_at = state, verdict_, time.time()
         self._running = False
         self._notify()
-        with self._saving:
-            try:
+        try:
+            with self._saving:
                 await self._until_done(
                     "saving the end of the test", partial(self._save_end, record, lost)
                 )
-            except Exception as exc:
-                # The status keeps showing the end from this process's record.
-                log.error("test %s: cannot save its end in Redis: %s", record.test_id, exc)
-                return
-            record.saved = True
-            self._notify()
+                record.saved = True
+                self._notify()
+        except Exception as exc:
+            # The status keeps showing the end from this process's record.
+            log.error("test %s: cannot save its end in Redis: %s", record.test_id, exc)
+        finally:
+            record.save_over.set()
 
     async def _save_end(self, record: TestRecord, lost: bool) -> None:
         fields: list[str | int] = ["state", record.state, "finished_at", repr(record.finished_at)]

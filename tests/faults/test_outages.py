@@ -118,6 +118,14 @@ def test_redis_restarted_without_its_data(
     final = system.wait_test_end(timeout=60)
     assert final["test_id"] == again["test_id"] and final["state"] == "finished", final
     assert final["reason"] is None
+    assert final["verdict"]["expected"] == 1000, final
+    assert_generator_alive_and_quiet(system)
+    if final["verdict"]["missing"]:
+        pytest.xfail(
+            f"{final['verdict']['missing']} keys of the next test claimed but never completed: "
+            "the consumers' pull workers do not recover from a Redis restart that lost the "
+            "previous test (issue 10, consumer side)"
+        )
     check_every_key(system, final)
     check_jetstream_settled(system)
     assert_generator_alive_and_quiet(system)
