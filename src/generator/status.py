@@ -60,7 +60,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
             ("ZCARD", names.EXPIRY_LEASES),
             ("GET", names.METRICS_DUPLICATES),
             ("GET", names.METRICS_DEAD_LETTERS),
-            ("GET", names.METRICS_RECOVERED),
+            ("SCARD", names.TEST_RECOVERED),
             ("SMEMBERS", names.METRICS_CONSUMERS),
             ("HGETALL", names.TEST_LATENCY),
             ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, RECENT_DEAD_LETTERS - 1),

@@ -113,8 +113,8 @@ return {due, stale}
 """
 )
 
-#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered, then per
-#:       key the key itself and its dedup key.
+#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered,
+#:       test:recovered, then per key the key itself and its dedup key.
 #: ARGV: lease ms, grace ms, dedup window ms (outside a test), then the keys.
 #: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
 #: those that will send no event: deleted, renamed or made persistent (the registered deadline
@@ -132,7 +132,7 @@ local first_seq = seq
 local claimed = {}
 for i = 4, #ARGV do
   local key = ARGV[i]
-  local at = 6 + (i - 4) * 2
+  local at = 7 + (i - 4) * 2
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
     local ttl = redis.call('PTTL', KEYS[at])
@@ -143,6 +143,7 @@ for i = 4, #ARGV do
       redis.call('ZREM', KEYS[2], key)
       local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
       redis.call('ZADD', KEYS[3], lease_end, member)
+      if tid ~= '' and tid ~= '-' then redis.call('SADD', KEYS[6], key) end
       claimed[#claimed + 1] = member
     else
       redis.call('ZADD', KEYS[2], now + ttl, key)
@@ -155,19 +156,23 @@ return claimed
 """
 )
 
-#: KEYS: expiry:leases, metrics:recovered. ARGV: lease ms, then lease members.
+#: KEYS: expiry:leases, metrics:recovered, test:current, test:recovered.
+#: ARGV: lease ms, then lease members.
 #: Takes over the leases among ``members`` that have run out. Returns {now ms, member...}: the
 #: time tells the republished messages from the first ones.
 RENEW_STALE: Final = (
     _PRELUDE
     + """
 local now = now_ms()
+local current = redis.call('HGET', KEYS[3], 'id') or ''
 local taken = {tostring(now)}
 for i = 2, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now then
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
     taken[#taken + 1] = ARGV[i]
+    local _, _, tid, key = parse_lease(ARGV[i])
+    if tid ~= '' and tid == current then redis.call('SADD', KEYS[4], key) end
   end
 end
 if #taken > 1 then redis.call('INCRBY', KEYS[2], #taken - 1) end
