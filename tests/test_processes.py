@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,12 @@ from dev.local_system import (
         ("consumer", {"HANDLER_CONCURRENCY": "0"}, "HANDLER_CONCURRENCY"),
         ("consumer", {"DEDUP_WINDOW_MS": "soon"}, "DEDUP_WINDOW_MS"),
         ("consumer", {"FLEET": "Not A Name"}, "FLEET"),
+        ("generator", {"REDIS_URL": "redis://localhost:6379/notanumber"}, "REDIS_URL"),
+        ("consumer", {"REDIS_URL": "redis://localhost:6379/notanumber"}, "REDIS_URL"),
+        ("generator", {"REDIS_URL": "redis://[::1/0"}, "REDIS_URL"),
+        ("consumer", {"REDIS_URL": "redis://[::1/0"}, "REDIS_URL"),
+        ("generator", {"HOST": "999.1.1.1"}, "HOST"),
+        ("consumer", {"HEALTH_HOST": "not a host"}, "HEALTH_HOST"),
     ],
 )
 def test_a_bad_setting_stops_the_process_with_one_line_naming_it(
@@ -54,6 +61,38 @@ def test_a_bad_setting_stops_the_process_with_one_line_naming_it(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "env", "variable"),
+    [
+        ("generator", {"HOST": "127.0.0.1"}, "PORT"),
+        ("consumer", {"HEALTH_HOST": "127.0.0.1"}, "HEALTH_PORT"),
+        ("generator", {"HOST": "192.0.2.1"}, "HOST"),
+    ],
+)
+def test_a_port_in_use_or_an_address_not_here_stops_the_process_with_one_line(
+    module: str, env: dict[str, str], variable: str
+) -> None:
+    # Nothing answers on these: the process must fail on the port before it needs a server.
+    servers = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    servers["NATS_URL"] = f"nats://127.0.0.1:{free_port()}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        ports = {"PORT": port, "HEALTH_PORT": port}
+        result = subprocess.run(
+            [sys.executable, "-m", module],
+            env=service_env({**servers, **ports, **env}),
+            capture_output=True,
+            timeout=60,
+            text=True,
+        )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def start_consumer(tmp_path: Path, redis: RedisServer, nats: NatsServer) -> tuple[Process, int]:
@@ -183,20 +222,63 @@ def test_generator_without_a_built_ui_says_how_to_build_it(
         process.kill()
 
 
-def test_generator_answers_503_while_redis_is_down_and_recovers(
+def test_generator_names_a_redis_outage_and_recovers(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
+    """While Redis is away the status says so (200, ``redis_problem``); what needs Redis
+    answers 503 naming it; once Redis is back, all is as before, and the process never died."""
     process, base = start_generator(tmp_path, redis_server)
     try:
         redis_server.stop()
-        for method, path in (("GET", "/api/status"), ("POST", "/api/start")):
+        status = http_json(f"{base}/api/status", timeout=30)
+        assert status["redis_problem"]["cause"] == "unreachable", status
+        assert "Redis" in status["redis_problem"]["message"]
+        for method, path in (("POST", "/api/start"), ("GET", "/api/metrics")):
             with pytest.raises(urllib.error.HTTPError) as answer:
                 http_json(base + path, method, {} if method == "POST" else None, timeout=30)
             assert answer.value.code == 503
             assert "Redis" in json.loads(answer.value.read())["error"]
+        # Still ready: the page stays reachable to name the problem.
+        ready = http_json(f"{base}/readyz", timeout=30)
+        assert ready["ready"] is True and ready["redis_problem"]["cause"] == "unreachable"
         redis_server.start()
-        wait_until(lambda: http_json(f"{base}/api/status")["state"] == "idle", 30, "status")
+
+        def recovered() -> bool:
+            status = http_json(f"{base}/api/status")
+            return status["state"] == "idle" and status["redis_problem"] is None
+
+        wait_until(recovered, 30, "status")
         assert process.running
-        assert "Traceback" not in process.log_text()
+        log = process.log_text()
+        assert "Traceback" not in log
+        # Said once when it began, once when it ended.
+        assert log.count("Redis does not answer") == 1, log
+        assert log.count("Redis answers again") == 1, log
     finally:
         process.stop()
+
+
+def test_generator_starts_serving_before_redis_answers(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    port = free_port()
+    process = Process(
+        "generator",
+        [sys.executable, "-m", "generator"],
+        tmp_path / "generator.log",
+        env=service_env({"REDIS_URL": redis.url, "PORT": str(port)}),
+    )
+    process.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        status = wait_until(lambda: http_json(f"{base}/api/status"), 30, "generator")
+        assert status["redis_problem"]["cause"] == "unreachable", status
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            http_json(f"{base}/readyz", timeout=30)
+        assert answer.value.code == 503
+        assert "Redis does not answer" in json.loads(answer.value.read())["error"]
+        redis.start()
+        wait_until(lambda: http_json(f"{base}/readyz")["ready"], 30, "generator ready")
+        assert http_json(f"{base}/api/status")["redis_problem"] is None
+    finally:
+        process.stop()
+        redis.stop()

@@ -132,6 +132,14 @@ def run(api: Api, args: argparse.Namespace) -> int:
                 raise ApiError(f"test {test_id} was replaced by {status.get('test_id')}")
             if status["verdict"] is not None and not status["is_running"]:
                 break
+            if status.get("finished_at") is not None and not status["is_running"]:
+                # Ended without a verdict: Redis lost the test, or refused its work too long.
+                progress.done()
+                reason = status.get("reason") or "no verdict was given"
+                print(
+                    f"expiry-pipeline: test {test_id} {status['state']}: {reason}", file=sys.stderr
+                )
+                return EXIT_NOT_EXACTLY_ONCE
             progress.show(status)
             if deadline is not None and time.monotonic() > deadline:
                 progress.done()

@@ -10,7 +10,7 @@ from consumer.app import run_consumer
 from consumer.handler import load_handler
 from shared.config import load_consumer
 from shared.logs import setup_logging
-from shared.service import load_or_exit, run_until_signalled
+from shared.service import load_or_exit, run_or_exit
 
 
 async def main() -> None:
@@ -18,7 +18,7 @@ async def main() -> None:
     config = load_or_exit(load_consumer, "consumer")
     handler = load_or_exit(lambda: load_handler(config.handler), "consumer")
     setup_logging(config.common.log_level, config.common.log_format, "consumer")
-    await run_until_signalled(partial(run_consumer, config, handler=handler))
+    await run_or_exit(partial(run_consumer, config, handler=handler), "consumer")
 
 
 def run() -> None:

@@ -25,10 +25,11 @@ from consumer.sweeper import run_sweeper
 from shared import names
 from shared.backoff import Backoff
 from shared.bridge import JetStream, RedisAuthenticationError, RedisGateway, open_bridge
-from shared.config import ConsumerConfig, redact
+from shared.config import ConfigError, ConsumerConfig, redact
 from shared.patterns import KeyPatterns
 from shared.pubsub import RedisAddress
 from shared.registration import FunctionsUnsupported, ensure_library
+from shared.service import find_exception, listen_error
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,19 @@ async def run_consumer(
     patterns = KeyPatterns(config.key_patterns)
     handler = handler or load_handler(config.handler)
     async with open_bridge(), trio.open_nursery() as outer:
-        await outer.start(serve_health, readiness, config.health_host, config.health_port)
+        try:
+            await outer.start(serve_health, readiness, config.health_host, config.health_port)
+        except* OSError as failed:
+            cause = find_exception(failed, OSError)
+            assert cause is not None
+            raise ConfigError(
+                listen_error(
+                    "HEALTH_HOST", "HEALTH_PORT", config.health_host, config.health_port, cause
+                )
+            ) from None
         redis = await RedisGateway.connect(config.common.redis_url)
         jetstream = await connect_jetstream(config)
+        readiness.nats_connected = lambda: jetstream.is_connected
         keyspace = await check_keyspace_events(redis)
         await load_functions(redis)
         channel = (

@@ -57,7 +57,7 @@ async def claim_overdue(
         per_key += [key, names.dedup_key(key)]
     won: list[str] = await redis.script(
         scripts.SWEEP_CLAIM,
-        (*_CLAIM_KEYS, names.METRICS_RECOVERED, *per_key),
+        (*_CLAIM_KEYS, names.METRICS_RECOVERED, names.TEST_RECOVERED, *per_key),
         [lease_ms, grace_ms, window_ms, *keys],
     )
     telemetry.RECOVERED.inc(len(won))
@@ -67,7 +67,9 @@ async def claim_overdue(
 async def take_over(redis: RedisGateway, members: Sequence[str], lease_ms: int) -> Claimed:
     """Take over the leases among ``members`` that ran out, to republish their claims."""
     reply = await redis.script(
-        scripts.RENEW_STALE, (names.EXPIRY_LEASES, names.METRICS_RECOVERED), [lease_ms, *members]
+        scripts.RENEW_STALE,
+        (names.EXPIRY_LEASES, names.METRICS_RECOVERED, names.TEST_CURRENT, names.TEST_RECOVERED),
+        [lease_ms, *members],
     )
     taken = list(reply[1:])
     telemetry.RECOVERED.inc(len(taken))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+
+def _not_connected() -> bool:
+    return False
 
 
 @dataclass
@@ -17,6 +22,9 @@ class Readiness:
     #: Redis answered the last listener-slot renewal (every consumer renews or asks for one).
     redis_ok: bool = True
     stopping: bool = False
+    #: Asked at each probe: whether the NATS connection is up (a bound pull consumer does not
+    #: notice that NATS went away until its next pull fails).
+    nats_connected: Callable[[], bool] = _not_connected
 
     @property
     def listening(self) -> bool:
@@ -25,12 +33,13 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        """Ready when every task runs, Redis answers, bound to JetStream and, if a listener,
-        subscribed."""
+        """Ready when every task runs, Redis answers, bound to JetStream and connected to NATS
+        and, if a listener, subscribed."""
         return (
             self.started
             and self.bound
             and self.redis_ok
+            and self.nats_connected()
             and (self.subscribed or not self.listener)
             and not self.stopping
         )
@@ -43,5 +52,6 @@ class Readiness:
             "subscribed": self.subscribed,
             "bound": self.bound,
             "redis": self.redis_ok,
+            "nats_connected": self.nats_connected(),
             "stopping": self.stopping,
         }

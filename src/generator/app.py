@@ -17,12 +17,14 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from generator.feed import StatusFeed
-from generator.runner import TestAlreadyRunning, TestRunner
+from generator.guard import Refusal, content_refusal, known_hosts, origin_refusal
+from generator.runner import NotReady, TestAlreadyRunning, TestRunner
 from generator.status import parse_dead_letters
 from generator.validation import RequestError, parse_start_request
 from shared import names, telemetry
 from shared.bridge import RedisError, RedisGateway
 from shared.config import GeneratorConfig
+from shared.redis_outage import outage_of
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     dist = os.path.abspath(config.web_dist)
 
+    hosts = known_hosts(config.allowed_origins, config.host)
+
     def authorized() -> bool:
         if config.api_token is None:
             return True
@@ -87,6 +91,26 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
         return scheme.lower() == "bearer" and hmac.compare_digest(
             token.strip().encode(), config.api_token.encode()
         )
+
+    async def control_refusal() -> tuple[Response, int] | None:
+        """Why this start or stop request is refused, if it is."""
+        if not authorized():
+            return error("missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)", 401)
+        refusal: Refusal | None = None
+        if config.api_token is None:
+            refusal = origin_refusal(
+                request.headers.get("Origin"),
+                request.headers.get("Sec-Fetch-Site"),
+                request.headers.get("Host"),
+                config.allowed_origins,
+                hosts,
+            )
+        if refusal is None:
+            refusal = content_refusal(request.headers.get("Content-Type"), await request.get_data())
+        if refusal is None:
+            return None
+        log.warning("refused %s %s: %s", request.method, request.path, refusal.message)
+        return error(refusal.message, refusal.status)
 
     @app.after_request
     async def add_security_headers(response: Response) -> Response:
@@ -103,8 +127,12 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.errorhandler(RedisError)
     async def redis_unavailable(exc: RedisError) -> tuple[Response, int]:
-        log.warning("request %s %s: Redis failed: %s", request.method, request.path, exc)
-        return error("Redis does not answer right now; try again in a moment", 503)
+        problem = outage_of(exc)
+        if problem is None:
+            log.warning("request %s %s: Redis failed: %s", request.method, request.path, exc)
+            return error("Redis does not answer right now; try again in a moment", 503)
+        services.runner.outage.report(exc)
+        return error(f"{problem.message}; try again once it is resolved", 503)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> tuple[Response, int]:
@@ -113,8 +141,9 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.post("/api/start")
     async def start() -> Any:
-        if not authorized():
-            return error("missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)", 401)
+        refused = await control_refusal()
+        if refused is not None:
+            return refused
         raw = await request.get_data()
         try:
             body = json.loads(raw) if raw.strip() else None
@@ -130,12 +159,15 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
             test_id = await services.runner.start(test_config, services.nursery)
         except TestAlreadyRunning as exc:
             return error(str(exc), 409)
+        except NotReady as exc:
+            return error(str(exc), 503)
         return jsonify({"status": "started", "test_id": test_id, "config": test_config.as_dict()})
 
     @app.post("/api/stop")
     async def stop() -> Any:
-        if not authorized():
-            return error("missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)", 401)
+        refused = await control_refusal()
+        if refused is not None:
+            return refused
         if services.runner.stop():
             log.info("test %s: stop requested", services.runner.test_id)
             return jsonify({"status": "stopping", "test_id": services.runner.test_id})
@@ -147,7 +179,7 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.get("/api/metrics")
     async def metrics() -> Any:
-        document = await services.feed.current()
+        document = await services.feed.current(offline=False)
         return jsonify(
             {
                 "generated": document["generated"],
@@ -198,12 +230,13 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
 
     @app.get("/readyz")
     async def readyz() -> Any:
-        try:
-            with trio.fail_after(2):
-                await services.redis.call("PING")
-        except Exception as exc:
-            return error(f"Redis does not answer: {type(exc).__name__}", 503)
-        return jsonify({"ready": True})
+        """Ready once Redis has answered; a later outage keeps it ready (the page then names
+        the problem, and a probe that failed would take the page away with it)."""
+        problem = services.runner.outage.as_dict()
+        if not services.runner.ready:
+            message = problem["message"] if problem else "Redis has not answered yet"
+            return jsonify({"ready": False, "error": message, "redis_problem": problem}), 503
+        return jsonify({"ready": True, "redis_problem": problem})
 
     @app.get("/metrics")
     async def prometheus() -> Any:

@@ -8,21 +8,40 @@ from typing import Any
 
 import trio
 
+from generator.runner import TestRunner
 from generator.status import RUNNING_STATES, Snapshot, read_snapshot, status_document
 from shared.bridge import RedisGateway
-from shared.logs import Throttle
+from shared.redis_outage import outage_of
 
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 1.0
 MAX_HISTORY = 3600
+_EMPTY = Snapshot(
+    test={},
+    generated=0,
+    consumed=0,
+    unique=0,
+    pending=0,
+    inflight=0,
+    duplicates=0,
+    dead_letters=0,
+    recovered=0,
+)
 
 
 class StatusFeed:
-    """Samples the test's status every second; push clients wait on ``next_update``."""
+    """Samples the test's status every second; push clients wait on ``next_update``.
 
-    def __init__(self, redis: RedisGateway, auth_required: bool = False) -> None:
+    While Redis is away the feed goes on: each sample repeats the last figures, with the
+    runner's own view of its test and ``redis_problem`` naming what is wrong.
+    """
+
+    def __init__(
+        self, redis: RedisGateway, runner: TestRunner, auth_required: bool = False
+    ) -> None:
         self._redis = redis
+        self._runner = runner
         self._auth_required = auth_required
         self._previous: tuple[float, int, int, str | None] | None = None
         self._rates = (0.0, 0.0)
@@ -31,14 +50,40 @@ class StatusFeed:
         self.latest: dict[str, Any] | None = None
         self._updated = trio.Event()
 
-    async def current(self) -> dict[str, Any]:
-        """A fresh status document (rates from the last sample)."""
-        snapshot = await read_snapshot(self._redis)
-        return self._document(snapshot, time.time())
+    async def current(self, offline: bool = True) -> dict[str, Any]:
+        """A fresh status document (rates from the last sample).
+
+        While Redis does not answer: the last figures with ``redis_problem`` set, or (with
+        ``offline=False``) the Redis error.
+        """
+        try:
+            snapshot = await read_snapshot(self._redis)
+        except Exception as exc:
+            if not offline or self._runner.outage.report(exc) is None:
+                raise
+            return self._offline_document()
+        self._runner.outage.clear(wrote=False)
+        document = self._document(snapshot, time.time())
+        document["rate_sample"] = None
+        return document
 
     def _document(self, snapshot: Snapshot, now: float) -> dict[str, Any]:
         document = status_document(snapshot, self._rates, now)
         document["auth_required"] = self._auth_required
+        self._runner.overlay(document)
+        document["redis_problem"] = self._runner.outage.as_dict()
+        return document
+
+    def _offline_document(self) -> dict[str, Any]:
+        """The last sample's figures, corrected by the runner, naming the Redis problem."""
+        if self.latest is not None:
+            document = dict(self.latest)
+        else:
+            document = status_document(_EMPTY, (0.0, 0.0), time.time())
+            document["auth_required"] = self._auth_required
+        document["rate_sample"] = None
+        self._runner.overlay(document)
+        document["redis_problem"] = self._runner.outage.as_dict()
         return document
 
     async def next_update(self) -> dict[str, Any]:
@@ -48,16 +93,20 @@ class StatusFeed:
         return self.latest
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Sample until cancelled."""
-        throttle = Throttle(30)
+        """Sample until cancelled; a state change of the runner samples at once."""
         task_status.started()
         while True:
+            changed = self._runner.changed
             try:
                 await self.sample()
             except Exception as exc:
-                if throttle.allow("sample"):
-                    log.warning("cannot read the test status from Redis: %s", exc)
-            await trio.sleep(INTERVAL_S)
+                if outage_of(exc) is None:
+                    log.exception("cannot take a status sample")
+                else:
+                    self._runner.outage.report(exc)
+                self._publish(self._offline_document())
+            with trio.move_on_after(INTERVAL_S):
+                await changed.wait()
 
     async def sample(self) -> dict[str, Any]:
         """Take one sample now and wake the push clients."""
@@ -81,28 +130,40 @@ class StatusFeed:
         else:
             self._rates = (0.0, 0.0)
         self._previous = (now, snapshot.generated, snapshot.consumed, test_id)
+        self._runner.outage.clear(wrote=False)
         document = self._document(snapshot, now)
-        self._record_history(document)
+        document["rate_sample"] = self._record_history(document)
+        self._publish(document)
+        return document
+
+    def _publish(self, document: dict[str, Any]) -> None:
         self.latest = document
         self._updated.set()
         self._updated = trio.Event()
-        return document
 
-    def _record_history(self, document: dict[str, Any]) -> None:
+    def _record_history(self, document: dict[str, Any]) -> dict[str, Any] | None:
+        """Add the sample to the history while a test runs (and once after); return it.
+
+        A sample carries the rates measured over its own interval, never the test's averages
+        (an ended test's status shows those), so a chart of samples has no spike at the end.
+        """
         test_id = document["test_id"]
         if test_id != self._history_test:
             self._history_test = test_id
             self.history = []
         was_running = bool(self.history) and self.history[-1]["state"] in RUNNING_STATES
-        if document["is_running"] or was_running:
-            self.history.append(
-                {
-                    "t": document["elapsed_s"],
-                    "state": document["state"],
-                    "generated": document["generated"],
-                    "consumed": document["consumed"],
-                    "generation_rate": round(self._rates[0], 1),
-                    "consumption_rate": round(self._rates[1], 1),
-                }
-            )
-            del self.history[:-MAX_HISTORY]
+        if not (document["is_running"] or was_running):
+            return None
+        if self.history and document["elapsed_s"] <= self.history[-1]["t"]:
+            return None
+        sample = {
+            "t": document["elapsed_s"],
+            "state": document["state"],
+            "generated": document["generated"],
+            "consumed": document["consumed"],
+            "generation_rate": round(self._rates[0], 1),
+            "consumption_rate": round(self._rates[1], 1),
+        }
+        self.history.append(sample)
+        del self.history[:-MAX_HISTORY]
+        return sample

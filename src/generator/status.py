@@ -60,7 +60,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
             ("ZCARD", names.EXPIRY_LEASES),
             ("GET", names.METRICS_DUPLICATES),
             ("GET", names.METRICS_DEAD_LETTERS),
-            ("GET", names.METRICS_RECOVERED),
+            ("SCARD", names.TEST_RECOVERED),
             ("SMEMBERS", names.METRICS_CONSUMERS),
             ("HGETALL", names.TEST_LATENCY),
             ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, RECENT_DEAD_LETTERS - 1),
@@ -115,6 +115,34 @@ def verdict(snapshot: Snapshot) -> dict[str, Any]:
         "exactly_once": missing == 0 and doubled == 0,
         "expected": snapshot.generated,
         "consumed": snapshot.unique,
+        "missing": missing,
+        "duplicates": doubled,
+        "dead_letters": snapshot.dead_letters,
+    }
+
+
+#: Keys per HMGET when checking every key.
+CHECK_CHUNK = 5000
+
+
+async def key_by_key_verdict(redis: RedisGateway, expected: int) -> dict[str, Any]:
+    """The verdict on keys ``0..expected-1``, each looked up in ``test:consumed``.
+
+    ``expected`` is what the generator wrote (not a counter, which can lag or be lost);
+    ``missing`` counts those keys without a consumption record, one by one. ``duplicates``
+    are counts beyond one per key (``metrics:consumed`` minus the records).
+    """
+    missing = 0
+    for first in range(0, expected, CHECK_CHUNK):
+        fields = [names.gen_key(n) for n in range(first, min(expected, first + CHECK_CHUNK))]
+        records = await redis.call("HMGET", names.TEST_CONSUMED, *fields)
+        missing += sum(record is None for record in records)
+    snapshot = await read_snapshot(redis, with_consumers=False)
+    doubled = max(0, snapshot.consumed - snapshot.unique)
+    return {
+        "exactly_once": missing == 0 and doubled == 0,
+        "expected": expected,
+        "consumed": expected - missing,
         "missing": missing,
         "duplicates": doubled,
         "dead_letters": snapshot.dead_letters,
@@ -178,4 +206,5 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
         "dead_letters": snapshot.dead_letters,
         "recent_dead_letters": snapshot.recent_dead_letters,
         "verdict": stored_verdict,
+        "reason": test.get("reason"),
     }

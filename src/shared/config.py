@@ -6,7 +6,9 @@ message and exit status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,6 +88,7 @@ class ConsumerConfig:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _LOG_FORMATS = ("text", "json")
 _STORAGES = ("memory", "file")
 
@@ -97,16 +100,72 @@ def _get(env: Mapping[str, str], name: str, default: str) -> str:
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = _get(env, name, default)
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
+    expected = " or ".join(s + "://host:port" for s in schemes)
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError as exc:
         raise ConfigError(
-            f"{name}={_redact(value)!s} is not a valid URL: expected "
-            f"{' or '.join(s + '://host:port' for s in schemes)}"
-        )
+            f"{name}={_redact_loosely(value)} is not a valid URL ({exc}): expected {expected}"
+        ) from None
+    if parts.scheme not in schemes or not hostname:
+        raise ConfigError(f"{name}={_redact(value)!s} is not a valid URL: expected {expected}")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise ConfigError(f"{name} has a bad port: {exc}") from None
+    if not _valid_host(hostname):
+        raise ConfigError(f"{name} names the host {hostname!r}, which is not a valid host name")
+    if parts.scheme in ("redis", "rediss"):
+        _redis_db(name, parts.path, parts.query)
+    return value
+
+
+def _redis_db(name: str, path: str, query: str) -> None:
+    """The database number of a Redis URL must be a number (``/0``, or ``?db=0``)."""
+    db = path.strip("/")
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == "db":
+            db = value
+    if db and not (db.isascii() and db.isdigit()):
+        raise ConfigError(
+            f"{name} selects the database {db[:40]!r}: it must be a number, as in "
+            "redis://host:6379/0"
+        )
+
+
+def _redact_loosely(url: str) -> str:
+    """A URL that does not parse, with anything between ``://`` and ``@`` hidden."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return repr(scheme + sep + rest)
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a host name of letters, digits and hyphens (not all-numeric)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return True
+    if not host or len(host) > 253:
+        return False
+    labels = host.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        return False  # looks like an IPv4 address, but is not one (999.1.1.1)
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name, default)
+    if not _valid_host(value):
+        raise ConfigError(
+            f"{name}={value[:100]!r} is not an IP address or host name: use for instance "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        )
     return value
 
 
@@ -203,7 +262,7 @@ def load_generator(env: Mapping[str, str] = os.environ) -> GeneratorConfig:
     origins = tuple(o.strip() for o in _get(env, "ALLOWED_ORIGINS", "").split(",") if o.strip())
     return GeneratorConfig(
         common=load_common(env),
-        host=_get(env, "HOST", "0.0.0.0"),
+        host=_host(env, "HOST", "127.0.0.1"),
         port=_int(env, "PORT", 8080, 1, 65535),
         api_token=_get(env, "API_TOKEN", "") or None,
         web_dist=_get(env, "WEB_DIST", _default_web_dist()),
@@ -214,7 +273,8 @@ def load_generator(env: Mapping[str, str] = os.environ) -> GeneratorConfig:
 
 def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
     """Read one consumer's settings."""
-    consumer_id = _get(env, "CONSUMER_ID", socket.gethostname())
+    # Host name and process id: two consumers on one host never share a counter.
+    consumer_id = _get(env, "CONSUMER_ID", f"{socket.gethostname()}-{os.getpid()}")
     if len(consumer_id) > 128 or not all(c.isalnum() or c in "-_.:" for c in consumer_id):
         raise ConfigError(
             f"CONSUMER_ID={consumer_id!r} must be 1-128 letters, digits or - _ . : characters"
@@ -222,7 +282,7 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
     return ConsumerConfig(
         common=load_common(env),
         consumer_id=consumer_id,
-        health_host=_get(env, "HEALTH_HOST", "0.0.0.0"),
+        health_host=_host(env, "HEALTH_HOST", "0.0.0.0"),
         health_port=_int(env, "HEALTH_PORT", 8081, 0, 65535),
         batch_size=_int(env, "BATCH_SIZE", 512, 1, 10000),
         claim_lease_ms=_int(env, "CLAIM_LEASE_MS", 10_000, 1000, 3_600_000),

@@ -74,6 +74,9 @@ TEST_CONSUMED: Final = "test:consumed"
 TEST_LATENCY: Final = "test:latency"
 #: Set of keys that became dead letters in this test.
 TEST_DEAD_LETTERS: Final = "test:dead_letters"
+#: Set of the test's keys claimed by a sweeper (no expiry event was heard for them, or their
+#: lease was taken over): each key once, however often it was taken over.
+TEST_RECOVERED: Final = "test:recovered"
 #: Completions of the test's keys (a key completed twice counts twice): consumed, per test.
 TEST_COUNTED: Final = "test:counted"
 
@@ -87,6 +90,7 @@ PER_TEST_KEYS: Final = (
     TEST_LATENCY,
     TEST_DEAD_LETTERS,
     TEST_COUNTED,
+    TEST_RECOVERED,
 )
 
 # --- NATS JetStream ----------------------------------------------------------------------

@@ -42,6 +42,17 @@ local function running_test(current)
 end
 -- A key belongs to the running test when the test's generator registered it (it has a
 -- deadline) and its name has the test's prefix; any other key is an application's.
+-- The last claim id handed out. A Redis that lost its data starts again from its clock (in
+-- thousandths of a ms), above every id handed out before: message ids are claim ids, and
+-- JetStream would drop a reused one as a duplicate.
+local function last_claim_id(seq_key, now)
+  local seq = redis.call('GET', seq_key)
+  if seq then return tonumber(seq) end
+  return now * 1000
+end
+local function id_string(number)
+  return string.format('%.0f', number)
+end
 -- A lease member: claim id, deadline ('' when not registered), test id, key.
 local function parse_lease(member)
   return string.match(member, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
@@ -66,23 +77,24 @@ CLAIM: Final = (
     _PRELUDE
     + """
 local test_id, test_window, prefix = running_test(KEYS[1])
-local lease_end = now_ms() + tonumber(ARGV[1])
-local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
+local now = now_ms()
+local lease_end = now + tonumber(ARGV[1])
+local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local won = {}
 for i = 3, #ARGV do
   local key = ARGV[i]
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   local tid, window = test_of(key, deadline, test_id, test_window, prefix, tonumber(ARGV[2]))
-  if redis.call('SET', KEYS[i + 2], seq + 1, 'NX', 'PX', window) then
+  if redis.call('SET', KEYS[i + 2], id_string(seq + 1), 'NX', 'PX', window) then
     seq = seq + 1
     if deadline then redis.call('ZREM', KEYS[2], key) else deadline = '' end
-    local member = seq .. '|' .. deadline .. '|' .. tid .. '|' .. key
+    local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
     redis.call('ZADD', KEYS[3], lease_end, member)
     won[#won + 1] = member
   end
 end
-if seq ~= first_seq then redis.call('SET', KEYS[4], seq) end
+if seq ~= first_seq then redis.call('SET', KEYS[4], id_string(seq)) end
 return won
 """
 )
@@ -101,8 +113,8 @@ return {due, stale}
 """
 )
 
-#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered, then per
-#:       key the key itself and its dedup key.
+#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered,
+#:       test:recovered, then per key the key itself and its dedup key.
 #: ARGV: lease ms, grace ms, dedup window ms (outside a test), then the keys.
 #: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
 #: those that will send no event: deleted, renamed or made persistent (the registered deadline
@@ -115,47 +127,52 @@ local test_id, test_window, prefix = running_test(KEYS[1])
 local now = now_ms()
 local lease_end = now + tonumber(ARGV[1])
 local cutoff = now - tonumber(ARGV[2])
-local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
+local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local claimed = {}
 for i = 4, #ARGV do
   local key = ARGV[i]
-  local at = 6 + (i - 4) * 2
+  local at = 7 + (i - 4) * 2
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
     local ttl = redis.call('PTTL', KEYS[at])
     if ttl < 0 then
       local tid, window = test_of(key, true, test_id, test_window, prefix, tonumber(ARGV[3]))
       seq = seq + 1
-      redis.call('SET', KEYS[at + 1], seq, 'PX', window)
+      redis.call('SET', KEYS[at + 1], id_string(seq), 'PX', window)
       redis.call('ZREM', KEYS[2], key)
-      local member = seq .. '|' .. deadline .. '|' .. tid .. '|' .. key
+      local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
       redis.call('ZADD', KEYS[3], lease_end, member)
+      if tid ~= '' and tid ~= '-' then redis.call('SADD', KEYS[6], key) end
       claimed[#claimed + 1] = member
     else
       redis.call('ZADD', KEYS[2], now + ttl, key)
     end
   end
 end
-if seq ~= first_seq then redis.call('SET', KEYS[4], seq) end
+if seq ~= first_seq then redis.call('SET', KEYS[4], id_string(seq)) end
 if #claimed > 0 then redis.call('INCRBY', KEYS[5], #claimed) end
 return claimed
 """
 )
 
-#: KEYS: expiry:leases, metrics:recovered. ARGV: lease ms, then lease members.
+#: KEYS: expiry:leases, metrics:recovered, test:current, test:recovered.
+#: ARGV: lease ms, then lease members.
 #: Takes over the leases among ``members`` that have run out. Returns {now ms, member...}: the
 #: time tells the republished messages from the first ones.
 RENEW_STALE: Final = (
     _PRELUDE
     + """
 local now = now_ms()
+local current = redis.call('HGET', KEYS[3], 'id') or ''
 local taken = {tostring(now)}
 for i = 2, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now then
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
     taken[#taken + 1] = ARGV[i]
+    local _, _, tid, key = parse_lease(ARGV[i])
+    if tid ~= '' and tid == current then redis.call('SADD', KEYS[4], key) end
   end
 end
 if #taken > 1 then redis.call('INCRBY', KEYS[2], #taken - 1) end

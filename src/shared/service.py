@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -53,3 +55,51 @@ async def run_until_signalled(service: Service) -> None:
             nursery.start_soon(watch_signals)
             await nursery.start(run)
             started = True
+
+
+def listen_error(host_variable: str, port_variable: str, host: str, port: int, exc: OSError) -> str:
+    """One line saying why the service cannot listen on ``host:port``, naming the variables."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{port_variable}={port}: the port is already in use on {host}; stop what listens "
+            f"there or choose another {port_variable}"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return (
+            f"{host_variable}={host!r} is not an address of this machine: use one of its "
+            "addresses, 0.0.0.0 (every interface) or 127.0.0.1"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{port_variable}={port}: no permission to listen on it; choose a port above 1023"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host_variable}={host!r} {port_variable}={port}: {reason}"
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def find_exception(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in ``exc`` or in the exception groups nested in it."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_exception(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+async def run_or_exit(service: Service, name: str) -> None:
+    """``run_until_signalled``; a configuration error found while starting (a port in use)
+    ends the process with one line naming the variable and exit status 2."""
+    try:
+        await run_until_signalled(service)
+    except BaseException as exc:
+        config_error = find_exception(exc, ConfigError)
+        if config_error is None:
+            raise
+        print(f"{name}: configuration error: {config_error}", file=sys.stderr)
+    else:
+        return
+    raise SystemExit(2)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import tomllib
 from importlib import import_module
 from pathlib import Path
 
 import pytest
+import redis
 
 from client.cli import EXIT_API, EXIT_NOT_EXACTLY_ONCE, EXIT_OK, EXIT_USAGE, Progress, main
-from dev.local_system import LocalSystem, free_port
+from dev.local_system import LocalSystem, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,6 +86,32 @@ def test_run_exits_1_when_keys_are_missing(
     out = capsys.readouterr().out
     assert out.startswith("FAIL")
     assert "20 generated, 0 consumed, 20 missing" in out
+
+
+def test_run_exits_1_naming_the_reason_when_a_test_ends_without_a_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Redis refuses every write for longer than the drain timeout: the test fails.
+    system = LocalSystem(tmp_path / "system", consumers=0, env={"DRAIN_TIMEOUT_S": "1"}).start()
+    assert system.redis_url
+    client = redis.Redis.from_url(system.redis_url)
+
+    def fill_memory() -> None:
+        wait_until(lambda: int(client.get("metrics:generated") or 0) > 0, 30, "a key written")
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")
+
+    filler = threading.Thread(target=fill_memory)
+    try:
+        filler.start()
+        argv = ["--url", system.base_url, "run", "--keys", "20000", "--delay", "1"]
+        assert main(argv) == EXIT_NOT_EXACTLY_ONCE
+    finally:
+        filler.join()
+        client.config_set("maxmemory", "0")
+        system.stop()
+    err = capsys.readouterr().err
+    assert "failed" in err and "out of memory" in err, err
 
 
 def test_console_scripts_point_at_real_functions() -> None:

@@ -170,3 +170,15 @@ async def test_completing_records_each_test_key_once_with_its_delay_and_bucket(
         for i, delay in enumerate(delays):
             assert delay <= recorded[f"gen-key:{i}"] < delay + 5000
         assert await redis.call("GET", names.TEST_COUNTED) == "5"
+
+
+async def test_claim_ids_never_repeat_after_redis_lost_its_data(redis_server: RedisServer) -> None:
+    """Message ids are claim ids: JetStream would drop a reused one as a duplicate."""
+    async with bridged_redis(redis_server.url) as redis:
+        before = await claim(redis, ["k:1", "k:2"], 30_000, 5000)
+        await redis.call("FLUSHALL")
+        after = await claim(redis, ["k:1", "k:2"], 30_000, 5000)
+        old = {int(m.split("|")[0]) for m in before.members}
+        new = {int(m.split("|")[0]) for m in after.members}
+        assert min(new) > max(old) and len(new) == 2
+        assert all(str(i).isdigit() for i in new)  # never written in exponent notation

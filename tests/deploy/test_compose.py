@@ -44,6 +44,9 @@ def test_generator_listens_on_localhost_30080(services: dict[str, Any]) -> None:
     port = generator["environment"]["PORT"]
     assert generator["ports"] == [f"127.0.0.1:30080:{port}"]
     assert generator["build"]["dockerfile"] == "docker/Dockerfile.generator"
+    # The generator listens on localhost unless HOST says otherwise; in its container the
+    # published port arrives on the container's own interface.
+    assert generator["environment"]["HOST"] == "0.0.0.0"
 
 
 def test_six_consumers(services: dict[str, Any]) -> None:
@@ -67,6 +70,10 @@ def test_app_healthchecks_ask_readyz_on_the_configured_port(
 ) -> None:
     port = services[name]["environment"][port_var]
     assert f"http://127.0.0.1:{port}/readyz" in services[name]["healthcheck"]["test"][-1]
+
+
+def test_consumers_listen_for_probes_on_every_interface(services: dict[str, Any]) -> None:
+    assert services["consumer"]["environment"]["HEALTH_HOST"] == "0.0.0.0"
 
 
 @pytest.mark.parametrize("name", ["generator", "consumer"])

@@ -186,6 +186,10 @@ def test_generator_is_one_replica_reachable_on_node_port_30080(base: list[Manife
     assert port["nodePort"] == 30080
     http_port = int(configmap_data(base, "generator-config")["PORT"])
     assert container_port(generator, port["targetPort"]) == http_port
+    # The generator listens on localhost unless HOST says otherwise: the Service and the
+    # kubelet's probes reach it on the pod's own address.
+    assert configmap_data(base, "generator-config")["HOST"] == "0.0.0.0"
+    assert configmap_data(base, "consumer-config")["HEALTH_HOST"] == "0.0.0.0"
 
 
 def test_generator_probes_its_real_health_endpoints(base: list[Manifest]) -> None:

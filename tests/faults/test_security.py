@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import sys
 import time
 import urllib.error
@@ -220,3 +221,115 @@ def readyz_status(port: int) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+# --- without a token: only the generator's own page may start and stop ---------------------
+def raw_post(
+    system: LocalSystem, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    """POST with exactly these headers (a browser's, for instance)."""
+    assert system.generator_port
+    connection = http.client.HTTPConnection("127.0.0.1", system.generator_port, timeout=10)
+    try:
+        connection.putrequest("POST", path, skip_host="Host" in headers)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+CROSS_SITE_REQUESTS = {
+    # A form or fetch from another page: no preflight is needed for text/plain.
+    "other origin, text/plain": (
+        {"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        403,
+    ),
+    "other origin, JSON": (
+        {"Origin": "http://evil.example", "Content-Type": "application/json"},
+        403,
+    ),
+    "opaque origin": ({"Origin": "null", "Content-Type": "application/json"}, 403),
+    "same host, other port": (
+        {"Origin": "http://127.0.0.1:1", "Content-Type": "application/json"},
+        403,
+    ),
+    "cross-site fetch metadata": (
+        {"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"},
+        403,
+    ),
+    # DNS rebinding: the attacker's name resolves to this address; the page is same-origin.
+    "rebound host name": (
+        {
+            "Host": "evil.example:8080",
+            "Origin": "http://evil.example:8080",
+            "Content-Type": "application/json",
+        },
+        403,
+    ),
+    "form body": ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    "no content type": ({}, 415),
+}
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE_REQUESTS.values(), ids=CROSS_SITE_REQUESTS.keys())
+def test_without_a_token_other_sites_cannot_start_or_stop_tests(
+    local_system: LocalSystem, headers: tuple[dict[str, str], int]
+) -> None:
+    sent, refused_with = headers
+    before = local_system.status()
+    assert not before["is_running"], before
+    for path in ("/api/start", "/api/stop"):
+        status, answer = raw_post(local_system, path, b'{"num_keys": 10}', sent)
+        assert status == refused_with, (path, status, answer)
+        assert answer["error"], answer
+    assert local_system.status()["test_id"] == before["test_id"]
+
+
+def test_without_a_token_the_generators_own_page_starts_and_stops(
+    local_system: LocalSystem,
+) -> None:
+    origin = f"http://127.0.0.1:{local_system.generator_port}"
+    page = {"Origin": origin, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}
+    status, started = raw_post(local_system, "/api/start", b'{"num_keys": 3000}', page)
+    assert status == 200 and started["status"] == "started", started
+    # Another site cannot stop it either.
+    other = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    status, _ = raw_post(local_system, "/api/stop", b"", other)
+    assert status == 403
+    assert local_system.status()["is_running"]
+    status, stopping = raw_post(local_system, "/api/stop", b"", page)
+    assert status == 200 and stopping == {"status": "stopping", "test_id": started["test_id"]}
+    assert local_system.wait_test_end(timeout=60)["state"] == "stopped"
+
+
+def test_idle_connections_are_closed(local_system: LocalSystem) -> None:
+    """Connections left idle, before or after a request, are closed by the server."""
+    assert local_system.generator_port
+    address = ("127.0.0.1", local_system.generator_port)
+    after_a_request = []
+    for _ in range(200):
+        connection = socket.create_connection(address)
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        after_a_request.append(connection)
+    never_used = [socket.create_connection(address) for _ in range(100)]
+
+    def closed_by_server(connection: socket.socket) -> bytes:
+        """Everything the server sent until it closed the connection."""
+        connection.settimeout(60)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+        return received
+
+    try:
+        for connection in after_a_request:
+            assert closed_by_server(connection).startswith(b"HTTP/1.1 200")
+        for connection in never_used:
+            assert closed_by_server(connection) == b""
+    finally:
+        for connection in [*after_a_request, *never_used]:
+            connection.close()

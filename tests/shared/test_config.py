@@ -14,10 +14,45 @@ def test_defaults() -> None:
     assert consumer.health_port == 8081
 
 
-def test_consumer_id_defaults_to_the_host_name() -> None:
+def test_consumer_id_defaults_to_the_host_name_and_process_id() -> None:
+    import os
     import socket
+    import subprocess
+    import sys
 
-    assert load_consumer({}).consumer_id == socket.gethostname()
+    assert load_consumer({}).consumer_id == f"{socket.gethostname()}-{os.getpid()}"
+    # Two consumers on one host never share a counter.
+    program = "from shared.config import load_consumer; print(load_consumer({}).consumer_id)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    ids = {
+        subprocess.run(
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(ids) == 2, ids
+
+
+def test_the_generator_listens_on_localhost_unless_host_says_otherwise() -> None:
+    assert load_generator({}).host == "127.0.0.1"
+    assert load_generator({"HOST": "0.0.0.0"}).host == "0.0.0.0"
+    assert load_generator({"HOST": "::"}).host == "::"
+    assert load_generator({"HOST": "generator.internal"}).host == "generator.internal"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379",
+        "redis://localhost:6379/",
+        "redis://localhost:6379/15",
+        "rediss://user:pw@cache.example.com:6380/2",
+        "redis://[::1]:6379/0",
+        "redis://localhost:6379?db=3",
+    ],
+)
+def test_good_redis_urls(url: str) -> None:
+    assert load_generator({"REDIS_URL": url}).common.redis_url == url
 
 
 @pytest.mark.parametrize(
@@ -32,11 +67,38 @@ def test_consumer_id_defaults_to_the_host_name() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"NATS_CREDS": "/nonexistent/creds"}, "NATS_CREDS"),
+        ({"REDIS_URL": "redis://h:6379/notanumber"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://h:6379?db=x"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://[::1/0"}, "REDIS_URL"),
+        ({"NATS_URL": "nats://[::1:4222"}, "NATS_URL"),
+        ({"REDIS_URL": "redis://bad host:6379/0"}, "REDIS_URL"),
+        ({"HOST": "999.1.1.1"}, "HOST"),
+        ({"HOST": "not a host"}, "HOST"),
+        ({"HOST": "-leading-hyphen"}, "HOST"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_generator(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"HEALTH_HOST": "not a host"}, "HEALTH_HOST"),
+        ({"HEALTH_HOST": "999.1.1.1"}, "HEALTH_HOST"),
+        ({"REDIS_URL": "redis://h:6379/notanumber"}, "REDIS_URL"),
+    ],
+)
+def test_bad_consumer_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_consumer(env)
+
+
+def test_a_malformed_url_never_shows_its_password() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_generator({"REDIS_URL": "redis://user:s3cret@[::1/0"})
+    assert "s3cret" not in str(error.value) and "REDIS_URL" in str(error.value)
 
 
 @pytest.mark.parametrize("value", ["has space", "a/b", "x" * 129])

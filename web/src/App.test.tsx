@@ -85,7 +85,8 @@ describe('start and stop', () => {
     await waitFor(() => expect(screen.getByTestId('stop')).toBeEnabled())
     expect(screen.getByTestId('start')).toBeDisabled()
     expect(screen.getByTestId('input-num_keys')).toHaveValue('300')
-    await waitFor(() => expect(screen.getByTestId('rate-chart')).toHaveAttribute('data-samples', '3'))
+    // The history's points; a fetched status measured no interval of its own.
+    await waitFor(() => expect(screen.getByTestId('rate-chart')).toHaveAttribute('data-samples', '2'))
     expect(screen.getByTestId('consumed')).toHaveTextContent('120')
     expect(screen.getByTestId('latency-p99')).toHaveTextContent('40 ms')
   })
@@ -106,6 +107,52 @@ describe('start and stop', () => {
     expect(screen.getByTestId('progress-text')).toHaveTextContent('100.0 %')
     expect(screen.getByTestId('start')).toBeEnabled()
     expect(screen.getByTestId('stop')).toBeDisabled()
+  })
+})
+
+describe('Redis outages', () => {
+  it('names the cause while Redis is away and clears the banner once it is back', async () => {
+    routeFetch({
+      'GET /api/status': { status: 200, body: RUNNING },
+      'GET /api/history': { status: 200, body: [] },
+    })
+    render(<App />)
+    await waitFor(() => expect(screen.getByTestId('stop')).toBeEnabled())
+    expect(screen.queryByTestId('redis-problem')).toBeNull()
+    const problem = {
+      cause: 'out of memory',
+      message: 'Redis is out of memory (maxmemory reached) and refuses writes: free memory',
+      since: Date.now() / 1000 - 3,
+    }
+    act(() => FakeEventSource.latest().push({ ...RUNNING, elapsed_s: 4, redis_problem: problem }))
+    const banner = screen.getByTestId('redis-problem')
+    expect(banner).toHaveAttribute('role', 'alert')
+    expect(banner).toHaveAttribute('data-cause', 'out of memory')
+    expect(banner).toHaveTextContent('Redis is out of memory')
+    expect(banner).toHaveTextContent('refuses writes')
+    // The test still runs meanwhile.
+    expect(screen.getByTestId('status')).toHaveTextContent('Generating')
+    act(() => FakeEventSource.latest().push({ ...RUNNING, elapsed_s: 5 }))
+    expect(screen.queryByTestId('redis-problem')).toBeNull()
+  })
+
+  it('shows why a test was interrupted when Redis lost it', async () => {
+    const lost = makeStatus({
+      state: 'interrupted',
+      test_id: 't-1',
+      config: CONFIG,
+      elapsed_s: 3,
+      reason: 'Redis restarted without its data (or was flushed) after 1,500 keys were written',
+    })
+    routeFetch({
+      'GET /api/status': { status: 200, body: lost },
+      'GET /api/history': { status: 200, body: [] },
+    })
+    render(<App />)
+    await waitFor(() => expect(screen.getByTestId('status')).toHaveTextContent('Interrupted'))
+    expect(screen.getByTestId('verdict')).toHaveAttribute('data-verdict', 'no-verdict')
+    expect(screen.getByTestId('verdict')).toHaveTextContent('Redis restarted without its data')
+    expect(screen.getByTestId('start')).toBeEnabled()
   })
 })
 

@@ -4,6 +4,7 @@ import { ConfigPanel } from './components/ConfigPanel'
 import { ConnectionIndicator } from './components/ConnectionIndicator'
 import { ConsumerBars } from './components/ConsumerBars'
 import { LatencyPanel } from './components/LatencyPanel'
+import { RedisBanner } from './components/RedisBanner'
 import { StatusPanel } from './components/StatusPanel'
 import { RateChart } from './components/RateChart'
 import { TokenForm } from './components/TokenForm'
@@ -162,6 +163,7 @@ export function App() {
         </div>
 
         <div className="min-w-0 space-y-5">
+          <RedisBanner problem={status?.redis_problem ?? null} now={Date.now() / 1000} />
           <StatusPanel status={status} load={load} connection={connection} />
           <Card title="Keys per second" id="chart-title">
             <RateChart samples={series.samples} />

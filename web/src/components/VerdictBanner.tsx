@@ -2,10 +2,18 @@ import { summarizeVerdict } from '../lib/format'
 import type { Status } from '../lib/types'
 
 function pendingText(status: Status | null): string {
+  if (status?.state === 'interrupted' && status.reason && !status.is_running)
+    return `Interrupted: ${status.reason}`
   if (status?.state === 'interrupted')
     return 'The generator restarted during this test; the verdict follows once its keys have drained.'
+  if (status?.state === 'failed') return `The test failed${status.reason ? `: ${status.reason}` : '.'}`
   if (status?.is_running) return 'The verdict appears when every key is accounted for.'
   return 'No verdict yet: start a test.'
+}
+
+/** A test that ended without a verdict (Redis lost it, or it failed) is shown as a failure. */
+function endedWithoutVerdict(status: Status | null): boolean {
+  return !!status && !status.verdict && !status.is_running && (status.state === 'failed' || !!status.reason)
 }
 
 /**
@@ -15,12 +23,14 @@ function pendingText(status: Status | null): string {
 export function VerdictBanner({ status }: { status: Status | null }) {
   const verdict = status?.verdict ?? null
   const summary = verdict && status ? summarizeVerdict(verdict, status.state) : null
-  const outcome = summary ? (summary.ok ? 'exactly-once' : 'failed') : 'pending'
-  const look = summary
-    ? summary.ok
+  const unfinished = !summary && endedWithoutVerdict(status)
+  const outcome = summary ? (summary.ok ? 'exactly-once' : 'failed') : unfinished ? 'no-verdict' : 'pending'
+  const look =
+    summary && summary.ok
       ? 'border-emerald-300 bg-emerald-50 text-emerald-900'
-      : 'border-red-300 bg-red-50 text-red-900'
-    : 'border-dashed border-slate-300 bg-white text-slate-500'
+      : summary || unfinished
+        ? 'border-red-300 bg-red-50 text-red-900'
+        : 'border-dashed border-slate-300 bg-white text-slate-500'
   return (
     <div
       data-testid="verdict"
@@ -41,7 +51,9 @@ export function VerdictBanner({ status }: { status: Status | null }) {
           </p>
         </>
       ) : (
-        <p className="text-sm">{pendingText(status)}</p>
+        <p className="text-sm" data-testid="verdict-pending">
+          {pendingText(status)}
+        </p>
       )}
     </div>
   )

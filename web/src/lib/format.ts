@@ -66,11 +66,13 @@ export function formatMs(ms: number): string {
 
 const STATE_LABELS: Record<TestState, string> = {
   idle: 'Idle',
+  starting: 'Starting',
   generating: 'Generating',
   draining: 'Draining',
   finished: 'Finished',
   stopped: 'Stopped',
   interrupted: 'Interrupted',
+  failed: 'Failed',
 }
 
 export function stateLabel(state: TestState): string {
@@ -81,6 +83,7 @@ export type Tone = 'neutral' | 'active' | 'good' | 'bad' | 'warn'
 
 export function stateTone(state: TestState): Tone {
   switch (state) {
+    case 'starting':
     case 'generating':
     case 'draining':
       return 'active'
@@ -89,6 +92,7 @@ export function stateTone(state: TestState): Tone {
     case 'stopped':
       return 'warn'
     case 'interrupted':
+    case 'failed':
       return 'bad'
     default:
       return 'neutral'

@@ -31,22 +31,19 @@ export function seedFromHistory(
   return { testId, samples: [...seeded, ...live] }
 }
 
-/** Adds the point a status event carries; a new test id starts a new series. */
+/**
+ * Adds the point a status event carries; a new test id starts a new series.
+ *
+ * Only `rate_sample` is plotted: the rates measured over that one interval. The status's own
+ * rates of an ended test are its averages, which would draw a spike that never happened.
+ */
 export function appendStatus(series: RateSeries, status: Status): RateSeries {
   if (!status.test_id || status.state === 'idle') return series
   const base = series.testId === status.test_id ? series : { testId: status.test_id, samples: [] }
+  const sample = status.rate_sample
+  if (!sample || !Number.isFinite(sample.t)) return base
   const last = base.samples.at(-1)
   // A finished test repeats its last status every second: same elapsed time, no new point.
-  if (last && status.elapsed_s <= last.t) return base
-  return {
-    testId: base.testId,
-    samples: [
-      ...base.samples,
-      {
-        t: status.elapsed_s,
-        generation_rate: status.generation_rate,
-        consumption_rate: status.consumption_rate,
-      },
-    ],
-  }
+  if (last && sample.t <= last.t) return base
+  return { testId: base.testId, samples: [...base.samples, toSample(sample)] }
 }

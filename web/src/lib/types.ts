@@ -7,7 +7,15 @@ export interface TestConfig {
   dedup_window: number
 }
 
-export type TestState = 'idle' | 'generating' | 'draining' | 'finished' | 'stopped' | 'interrupted'
+export type TestState =
+  | 'idle'
+  | 'starting'
+  | 'generating'
+  | 'draining'
+  | 'finished'
+  | 'stopped'
+  | 'interrupted'
+  | 'failed'
 
 export interface Verdict {
   exactly_once: boolean
@@ -22,6 +30,13 @@ export interface Latency {
   p95: number
   p99: number
   count: number
+}
+
+/** Why the generator cannot use Redis right now (`cause`: unreachable, out of memory, …). */
+export interface RedisProblem {
+  cause: string
+  message: string
+  since: number | null
 }
 
 export interface Status {
@@ -47,6 +62,11 @@ export interface Status {
   /** The latest dead letters, newest first (absent from older generators). */
   recent_dead_letters?: DeadLetter[]
   verdict: Verdict | null
+  /** Why a test ended without a verdict, or was interrupted or failed. */
+  reason: string | null
+  redis_problem: RedisProblem | null
+  /** The rates measured over the interval this status closes; null when nothing was measured. */
+  rate_sample: RateSample | null
 }
 
 /** A key whose handler failed on every delivery, as the consumers recorded it. */

@@ -68,6 +68,9 @@ export function makeStatus(overrides: Partial<Status> = {}): Status {
     dead_letters: 0,
     recent_dead_letters: [],
     verdict: null,
+    reason: null,
+    redis_problem: null,
+    rate_sample: null,
     ...overrides,
   }
 }
