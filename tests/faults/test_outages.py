@@ -33,6 +33,7 @@ from tests.support import (
     RecoveryWatch,
     check_every_key,
     check_jetstream_settled,
+    record_run,
     redis_client,
     tally,
     wait_generated,
@@ -187,6 +188,36 @@ def test_redis_killed_and_restarted_with_appendonly(
     assert status["state"] == "finished", status
     assert status["redis_problem"] is None, status
     assert status["generated"] == KEYS
+    assert_generator_alive_and_quiet(system)
+    assert row.dead_letters == 0, row  # an outage spends no delivery attempt
+    check_exactly_once(system, status, row)
+
+
+BURST_KEYS = 50_000
+
+
+def test_redis_unreachable_for_six_seconds_during_a_burst(
+    start_system: StartSystem, own_redis: list[RedisServer], tmp_path: Path
+) -> None:
+    """50,000 keys at delay 0, Redis killed (appendonly) once 20,000 are written and back 6 s
+    later: claims, completions and the generator's writes wait it out, no delivery attempt is
+    spent on it, and every key is consumed exactly once."""
+    system, server = system_on(
+        start_system, own_redis, tmp_path, "--appendonly", "yes", "--appendfsync", "always"
+    )
+    started = system.start_test(num_keys=BURST_KEYS, key_delay=0)
+    wait_generated(system, 20_000)
+    watch = RecoveryWatch(system)
+    watch.start_clock()
+    server.process.kill()
+    time.sleep(6)
+    server.start()
+    wait_until(redis_client(system).ping, 30, "Redis loaded")
+    watch.watch_keys()
+    status = system.wait_test_end(timeout=240)
+    row = record_run("Redis unreachable for 6 s during a 50,000-key burst", system, status, watch)
+    assert status["test_id"] == started["test_id"] and status["state"] == "finished", status
+    assert status["generated"] == BURST_KEYS
     assert_generator_alive_and_quiet(system)
     assert row.dead_letters == 0, row  # an outage spends no delivery attempt
     check_exactly_once(system, status, row)
