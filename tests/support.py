@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 import urllib.request
@@ -13,7 +14,7 @@ from typing import Any
 
 import redis
 
-from dev.local_system import LocalSystem, wait_until
+from dev.local_system import LocalSystem, Process, free_port, service_env, wait_until
 from shared import names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,3 +299,19 @@ def logs_under(folder: Path) -> dict[str, str]:
         str(path.relative_to(folder)): path.read_text(errors="replace")
         for path in sorted(folder.rglob("*.log"))
     }
+
+
+def start_consumer(folder: Path, name: str = "solo", **env: str) -> tuple[Process, int]:
+    """Start one consumer process named ``name`` with ``env`` (``REDIS_URL``, ``NATS_URL``, …)
+    on a health port of its own; return it and that port."""
+    port = free_port()
+    process = Process(
+        name,
+        [sys.executable, "-m", "consumer"],
+        folder / f"{name}.log",
+        env=service_env(
+            {"CONSUMER_ID": name, "HEALTH_PORT": str(port), "HEALTH_HOST": "127.0.0.1", **env}
+        ),
+    )
+    process.start()
+    return process, port

@@ -23,6 +23,7 @@ from dev.local_system import (
     service_env,
     wait_until,
 )
+from tests.support import start_consumer
 
 
 @pytest.mark.parametrize(
@@ -95,30 +96,10 @@ def test_a_port_in_use_or_an_address_not_here_stops_the_process_with_one_line(
     assert "Traceback" not in result.stderr
 
 
-def start_consumer(tmp_path: Path, redis: RedisServer, nats: NatsServer) -> tuple[Process, int]:
-    port = free_port()
-    process = Process(
-        "consumer",
-        [sys.executable, "-m", "consumer"],
-        tmp_path / "consumer.log",
-        env=service_env(
-            {
-                "REDIS_URL": redis.url,
-                "NATS_URL": nats.url,
-                "CONSUMER_ID": "solo",
-                "HEALTH_PORT": str(port),
-                "HEALTH_HOST": "127.0.0.1",
-            }
-        ),
-    )
-    process.start()
-    return process, port
-
-
 def test_consumer_drains_and_exits_0_on_sigterm(
     tmp_path: Path, redis_server: RedisServer, nats_server: NatsServer
 ) -> None:
-    process, port = start_consumer(tmp_path, redis_server, nats_server)
+    process, port = start_consumer(tmp_path, REDIS_URL=redis_server.url, NATS_URL=nats_server.url)
     try:
         wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "consumer")
         process.signal(signal.SIGTERM)
@@ -137,7 +118,7 @@ def test_consumer_says_when_redis_announces_no_expirations(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     redis = RedisServer(tmp_path, keyspace_events="").start()
-    process, _ = start_consumer(tmp_path, redis, nats_server)
+    process, _ = start_consumer(tmp_path, REDIS_URL=redis.url, NATS_URL=nats_server.url)
     try:
         wait_until(lambda: "notify-keyspace-events" in process.log_text(), 30, "the warning")
         assert "Ex" in process.log_text()
@@ -151,7 +132,7 @@ def test_consumer_says_in_one_line_when_redis_has_no_functions(
 ) -> None:
     # Redis before 7.0 has no FUNCTION command; renaming it away gives the same Redis.
     redis = RedisServer(tmp_path, extra=["--rename-command", "FUNCTION", ""]).start()
-    process, port = start_consumer(tmp_path, redis, nats_server)
+    process, port = start_consumer(tmp_path, REDIS_URL=redis.url, NATS_URL=nats_server.url)
     try:
         wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "consumer")
         lines = [line for line in process.log_text().splitlines() if "Functions" in line]
@@ -167,7 +148,7 @@ def test_consumer_waits_for_servers_that_are_not_up_yet(
 ) -> None:
     redis = RedisServer(tmp_path)
     nats = NatsServer(tmp_path)
-    process, port = start_consumer(tmp_path, redis, nats)
+    process, port = start_consumer(tmp_path, REDIS_URL=redis.url, NATS_URL=nats.url)
     try:
         wait_until(lambda: "retrying" in process.log_text(), 30, "a retry message")
         assert process.running

@@ -9,7 +9,6 @@ into ``test-output/faults.jsonl`` like the other faults.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,8 @@ import pytest
 from dev.local_system import (
     LocalSystem,
     NatsServer,
-    Process,
     RedisServer,
-    free_port,
     http_json,
-    service_env,
     wait_until,
 )
 from tests.support import (
@@ -35,6 +31,7 @@ from tests.support import (
     check_jetstream_settled,
     record_run,
     redis_client,
+    start_consumer,
     tally,
     wait_generated,
 )
@@ -302,26 +299,6 @@ def test_keys_with_a_ttl_longer_than_the_drain_timeout_are_waited_for(
     check_every_key(system, status)
 
 
-def start_consumer(folder: Path, redis: RedisServer, nats: NatsServer) -> tuple[Process, int]:
-    port = free_port()
-    process = Process(
-        "consumer",
-        [sys.executable, "-m", "consumer"],
-        folder / "consumer.log",
-        env=service_env(
-            {
-                "REDIS_URL": redis.url,
-                "NATS_URL": nats.url,
-                "CONSUMER_ID": "solo",
-                "HEALTH_PORT": str(port),
-                "HEALTH_HOST": "127.0.0.1",
-            }
-        ),
-    )
-    process.start()
-    return process, port
-
-
 def readiness(port: int) -> dict[str, Any]:
     try:
         return dict(http_json(f"http://127.0.0.1:{port}/readyz", timeout=2))
@@ -333,7 +310,7 @@ def readiness(port: int) -> dict[str, Any]:
 def test_a_consumer_is_not_ready_while_nats_is_down(
     tmp_path: Path, redis_server: RedisServer, nats_server: NatsServer
 ) -> None:
-    process, port = start_consumer(tmp_path, redis_server, nats_server)
+    process, port = start_consumer(tmp_path, REDIS_URL=redis_server.url, NATS_URL=nats_server.url)
     try:
         wait_until(lambda: readiness(port).get("ready"), 30, "consumer ready")
         nats_server.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,13 +21,10 @@ import pytest
 from dev.local_system import (
     LocalSystem,
     NatsServer,
-    Process,
     RedisServer,
-    free_port,
-    service_env,
     wait_until,
 )
-from tests.support import check_every_key, check_jetstream_settled, logs_under
+from tests.support import check_every_key, check_jetstream_settled, logs_under, start_consumer
 
 from .conftest import StartSystem
 
@@ -162,26 +158,6 @@ def test_password_protected_redis_and_nats_run_exactly_once_and_stay_secret(
     assert_no_secret_in_logs(tmp_path, REDIS_PASSWORD, NATS_PASSWORD)
 
 
-def start_consumer(folder: Path, name: str, redis_url: str, nats_url: str) -> tuple[Process, int]:
-    port = free_port()
-    process = Process(
-        name,
-        [sys.executable, "-m", "consumer"],
-        folder / f"{name}.log",
-        env=service_env(
-            {
-                "REDIS_URL": redis_url,
-                "NATS_URL": nats_url,
-                "CONSUMER_ID": name,
-                "HEALTH_PORT": str(port),
-                "HEALTH_HOST": "127.0.0.1",
-            }
-        ),
-    )
-    process.start()
-    return process, port
-
-
 @pytest.mark.e2e
 def test_wrong_passwords_keep_a_consumer_unready_and_are_never_logged(
     secured_servers: tuple[RedisServer, NatsServer], tmp_path: Path
@@ -190,8 +166,12 @@ def test_wrong_passwords_keep_a_consumer_unready_and_are_never_logged(
     wrong_redis = redis_server.url.replace(REDIS_PASSWORD, "wrong-redis-pw-1d3f5b7")
     wrong_nats = nats_server.url.replace(NATS_PASSWORD, "wrong-nats-pw-2e4a6c8")
     processes = [
-        start_consumer(tmp_path, "bad-redis-password", wrong_redis, nats_server.url),
-        start_consumer(tmp_path, "bad-nats-password", redis_server.url, wrong_nats),
+        start_consumer(
+            tmp_path, "bad-redis-password", REDIS_URL=wrong_redis, NATS_URL=nats_server.url
+        ),
+        start_consumer(
+            tmp_path, "bad-nats-password", REDIS_URL=redis_server.url, NATS_URL=wrong_nats
+        ),
     ]
     try:
         for process, _ in processes:

@@ -9,7 +9,6 @@ or the wrong credentials stays unready and says in one line what to fix.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from dev.local_system import NatsServer, Process, RedisServer, free_port, service_env, wait_until
+from dev.local_system import NatsServer, Process, RedisServer, wait_until
 from tests.nats_auth import Account
-from tests.support import check_every_key, check_jetstream_settled
+from tests.support import check_every_key, check_jetstream_settled, start_consumer
 
 from .conftest import StartSystem
 from .test_security import readyz_status
@@ -96,25 +95,6 @@ def test_a_run_over_tls_with_account_credentials_is_exactly_once(
         assert seed not in process.log_text()  # the user's secret never reaches a log
 
 
-def start_consumer(folder: Path, name: str, redis_url: str, env: dict[str, str]) -> Process:
-    process = Process(
-        name,
-        [sys.executable, "-m", "consumer"],
-        folder / f"{name}.log",
-        env=service_env(
-            {
-                "REDIS_URL": redis_url,
-                "CONSUMER_ID": name,
-                "HEALTH_PORT": str(free_port()),
-                "HEALTH_HOST": "127.0.0.1",
-                **env,
-            }
-        ),
-    )
-    process.start()
-    return process
-
-
 def connection_lines(process: Process) -> list[str]:
     """The consumer's log lines about connecting to NATS."""
     return [line for line in process.log_text().splitlines() if "NATS at tls://" in line]
@@ -148,7 +128,7 @@ def test_a_wrong_ca_or_credentials_file_is_one_clear_line(
     else:
         del env["NATS_CREDS"]
     redis_server = RedisServer(tmp_path).start()
-    process = start_consumer(tmp_path, "consumer-x", redis_server.url, env)
+    process, _ = start_consumer(tmp_path, "consumer-x", REDIS_URL=redis_server.url, **env)
     try:
         wait_until(lambda: connection_lines(process), 30, "the consumer's complaint")
         port = int((process.env or {})["HEALTH_PORT"])
@@ -177,7 +157,7 @@ def test_a_redis_certificate_from_another_ca_is_refused_clearly(
         "NATS_CA_FILE": str(secure_nats.ca_file),
         "NATS_CREDS": str(secure_nats.creds),
     }
-    process = start_consumer(tmp_path, "consumer-r", wrong_url, env)
+    process, _ = start_consumer(tmp_path, "consumer-r", REDIS_URL=wrong_url, **env)
     try:
         wait_until(lambda: "certificate verify failed" in process.log_text(), 30, "a complaint")
         assert process.running
