@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import NotFoundError, ServerError
 
@@ -407,16 +406,21 @@ class PullFeed:
             if give_up - loop.time() <= 0:
                 break
             try:
-                message = await self._subscription.next_msg(timeout=max(0.001, remaining))
-            except NatsTimeoutError:
+                # Not next_msg: it starts a task and a timer for every wait.
+                async with asyncio.timeout(max(0.001, remaining)):
+                    message = await queue.get()
+            except TimeoutError:
                 continue
-            self._take(message, out)
+            self._take(self._received(queue, message), out)
         return out
 
     def _queued(self, queue: Any) -> Any:
         """The next message already in the inbox, without ``next_msg``'s task and timer per
-        message (the bookkeeping is ``next_msg``'s)."""
-        message = queue.get_nowait()
+        message."""
+        return self._received(queue, queue.get_nowait())
+
+    def _received(self, queue: Any, message: Any) -> Any:
+        # The subscription's bookkeeping, as next_msg does it.
         self._subscription._pending_size -= len(message.data)
         queue.task_done()
         return message
