@@ -14,6 +14,10 @@ from shared.bridge import JetStream, RedisGateway
 log = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 3
+#: The least life of the dedup record of a key a sweeper claimed. Its expiry event was not
+#: heard within the grace; if it comes at all, it comes late (a listener far behind in a
+#: burst), and must still find the key claimed.
+SWEPT_DEDUP_MS = 60_000
 _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
 
 
@@ -58,7 +62,7 @@ async def claim_overdue(
     won: list[str] = await redis.script(
         scripts.SWEEP_CLAIM,
         (*_CLAIM_KEYS, names.METRICS_RECOVERED, names.TEST_RECOVERED, *per_key),
-        [lease_ms, grace_ms, window_ms, *keys],
+        [lease_ms, grace_ms, window_ms, SWEPT_DEDUP_MS, *keys],
     )
     telemetry.RECOVERED.inc(len(won))
     return Claimed(won)

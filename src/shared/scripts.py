@@ -40,8 +40,6 @@ local function running_test(current)
   end
   return '', nil, ''
 end
--- A key belongs to the running test when the test's generator registered it (it has a
--- deadline) and its name has the test's prefix; any other key is an application's.
 -- The last claim id handed out. A Redis that lost its data starts again from its clock (in
 -- thousandths of a ms), above every id handed out before: message ids are claim ids, and
 -- JetStream would drop a reused one as a duplicate.
@@ -62,6 +60,8 @@ local function bucket_of(delay_ms)
   if delay_ms < 1 then return 0 end
   return math.floor(math.log(delay_ms) / math.log(2) * 8) + 1
 end
+-- A key belongs to the running test when the test's generator registered it (it has a
+-- deadline) and its name has the test's prefix; any other key is an application's.
 local function test_of(key, registered, test_id, test_window, prefix, window)
   if registered and prefix ~= '' and string.sub(key, 1, #prefix) == prefix then
     return test_id, test_window or window
@@ -115,7 +115,8 @@ return {due, stale}
 
 #: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered,
 #:       test:recovered, then per key the key itself and its dedup key.
-#: ARGV: lease ms, grace ms, dedup window ms (outside a test), then the keys.
+#: ARGV: lease ms, grace ms, dedup window ms (outside a test), the least life of a swept key's
+#: dedup record (ms), then the keys.
 #: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
 #: those that will send no event: deleted, renamed or made persistent (the registered deadline
 #: is the promise). A key whose TTL was extended is given its new deadline. Returns the lease
@@ -130,16 +131,19 @@ local cutoff = now - tonumber(ARGV[2])
 local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local claimed = {}
-for i = 4, #ARGV do
+local swept_window = tonumber(ARGV[4])
+for i = 5, #ARGV do
   local key = ARGV[i]
-  local at = 7 + (i - 4) * 2
+  local at = 7 + (i - 5) * 2
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
     local ttl = redis.call('PTTL', KEYS[at])
     if ttl < 0 then
       local tid, window = test_of(key, true, test_id, test_window, prefix, tonumber(ARGV[3]))
       seq = seq + 1
-      redis.call('SET', KEYS[at + 1], id_string(seq), 'PX', window)
+      -- Its expiry event may still be on its way (listeners far behind): keep the record
+      -- long enough that it finds the key claimed.
+      redis.call('SET', KEYS[at + 1], id_string(seq), 'PX', math.max(window, swept_window))
       redis.call('ZREM', KEYS[2], key)
       local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
       redis.call('ZADD', KEYS[3], lease_end, member)
