@@ -6,12 +6,15 @@ import logging
 
 import trio
 
-from consumer.publishing import Claimed, claim, publish_claimed
+from consumer.publishing import Claimed, claim, give_back, publish_claimed
 from shared import telemetry
 from shared.bridge import JetStream, RedisGateway
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
+
+#: Batches of claims waiting for a publisher; beyond that they go to the sweepers.
+WON_BACKLOG = 64
 
 
 def take_waiting(
@@ -46,7 +49,7 @@ async def run_dedup_publisher(
     unregistered ones are lost with the event, as they are while no consumer listens.
     ``window_ms`` is the dedup window outside a test (a test brings its own).
     """
-    won_send, won_receive = trio.open_memory_channel[Claimed](16)
+    won_send, won_receive = trio.open_memory_channel[Claimed](WON_BACKLOG)
     async with trio.open_nursery() as nursery:
         async with won_receive:
             for _ in range(publishers):
@@ -77,7 +80,13 @@ async def _claim_heard(
                 log.warning("claiming %d keys failed (%s); sweepers will retry", len(keys), exc)
             continue
         if won.members:
-            await won_send.send(won)
+            try:
+                won_send.send_nowait(won)
+            except trio.WouldBlock:
+                # The publishers are behind (NATS slow or away). Waiting for them would leave
+                # the listener reading ever older events, past the dedup window; the sweepers
+                # publish these claims instead, once NATS takes them.
+                await give_back(redis, won.members)
 
 
 async def _publish_won(

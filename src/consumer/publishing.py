@@ -127,15 +127,20 @@ async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Cl
             await jetstream.ensure_topology()
         except Exception as exc:
             log.warning("cannot check the JetStream stream: %s", exc)
-    log.warning("giving %d unpublished keys back to the sweepers", len(remaining))
+    await give_back(redis, remaining)
+    return len(claimed.members) - len(remaining)
+
+
+async def give_back(redis: RedisGateway, members: list[str]) -> None:
+    """End the leases of claims this process will not publish: any sweeper takes them now."""
+    log.warning("giving %d unpublished keys back to the sweepers", len(members))
     try:
-        await redis.script(scripts.RELEASE, (names.EXPIRY_LEASES,), remaining)
+        await redis.script(scripts.RELEASE, (names.EXPIRY_LEASES,), members)
     except Exception as exc:
         # Their leases still run out by themselves; the sweepers take them then.
         log.warning(
-            "cannot release %d keys early (%s); their leases will expire", len(remaining), exc
+            "cannot release %d keys early (%s); their leases will expire", len(members), exc
         )
-    return len(claimed.members) - len(remaining)
 
 
 async def _mark_queued(redis: RedisGateway, members: list[str]) -> None:
