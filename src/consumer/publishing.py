@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import trio
 
 from shared import names, scripts, telemetry
-from shared.bridge import JetStream, RedisGateway
+from shared.bridge import JetStream, RedisGateway, ScriptCall
+from shared.names import KeyLayout, SlotGroup
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,24 @@ PUBLISH_ATTEMPTS = 3
 #: burst), and must still find the key claimed.
 SWEPT_DEDUP_MS = 60_000
 _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
+
+
+def claim_keys(group: SlotGroup) -> list[str]:
+    """The state every claim of ``group`` reads and writes (the first KEYS of CLAIM)."""
+    return [group.name(name) for name in _CLAIM_KEYS]
+
+
+def key_of(member: str) -> str:
+    """The key a lease member is for."""
+    return member.split("|", 3)[-1]
+
+
+def members_by_group(layout: KeyLayout, members: Sequence[str]) -> dict[SlotGroup, list[str]]:
+    """Lease members split by the slot group of their keys (where their leases are)."""
+    parts: dict[SlotGroup, list[str]] = {}
+    for member in members:
+        parts.setdefault(layout.group_of(key_of(member)), []).append(member)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -31,12 +50,12 @@ class Claimed:
 
 
 async def claim(redis: RedisGateway, keys: Sequence[str], lease_ms: int, window_ms: int) -> Claimed:
-    """Try to win ``keys`` (one atomic script); return the claims won."""
-    won: list[str] = await redis.script(
-        scripts.CLAIM,
-        (*_CLAIM_KEYS, *(names.dedup_key(k) for k in keys)),
-        [lease_ms, window_ms, *keys],
-    )
+    """Try to win ``keys`` (one atomic script per slot group); return the claims won."""
+    calls: list[ScriptCall] = [
+        ([*claim_keys(group), *(group.dedup(k) for k in part)], [lease_ms, window_ms, *part])
+        for group, part in redis.layout.by_group(keys).items()
+    ]
+    won = [member for reply in await redis.scripts(scripts.CLAIM, calls) for member in reply]
     telemetry.CLAIMS.labels("won").inc(len(won))
     telemetry.CLAIMS.labels("lost").inc(len(keys) - len(won))
     return Claimed(won)
@@ -45,49 +64,71 @@ async def claim(redis: RedisGateway, keys: Sequence[str], lease_ms: int, window_
 async def scan_overdue(
     redis: RedisGateway, grace_ms: int, limit: int
 ) -> tuple[list[str], list[str]]:
-    """Registered keys overdue by more than ``grace_ms``, and leases that ran out (a read)."""
-    due, stale = await redis.script(
-        scripts.SWEEP_SCAN, (names.EXPIRY_DUE, names.EXPIRY_LEASES), [grace_ms, limit]
-    )
-    return list(due), list(stale)
+    """Registered keys overdue by more than ``grace_ms``, and leases that ran out (a read).
+
+    ``limit`` applies to each slot group.
+    """
+    calls: list[ScriptCall] = [
+        ([group.name(names.EXPIRY_DUE), group.name(names.EXPIRY_LEASES)], [grace_ms, limit])
+        for group in redis.layout.groups
+    ]
+    due: list[str] = []
+    stale: list[str] = []
+    for group_due, group_stale in await redis.scripts(scripts.SWEEP_SCAN, calls):
+        due += group_due
+        stale += group_stale
+    return due, stale
 
 
 async def claim_overdue(
     redis: RedisGateway, keys: Sequence[str], lease_ms: int, grace_ms: int, window_ms: int
 ) -> Claimed:
-    """Claim overdue registered ``keys`` whose expiry nobody claimed (one atomic script)."""
-    per_key: list[str] = []
-    for key in keys:
-        per_key += [key, names.dedup_key(key)]
-    won: list[str] = await redis.script(
-        scripts.SWEEP_CLAIM,
-        (*_CLAIM_KEYS, names.METRICS_RECOVERED, names.TEST_RECOVERED, *per_key),
-        [lease_ms, grace_ms, window_ms, SWEPT_DEDUP_MS, *keys],
-    )
+    """Claim overdue registered ``keys`` whose expiry nobody claimed (one atomic script per
+    slot group). On a cluster the keys' TTLs are read first, in one round trip: a key and
+    its group's state live in different slots."""
+    layout = redis.layout
+    seen: dict[str, str] = {key: "" for key in keys}
+    if layout.cluster:
+        ttls = await redis.pipeline([("PTTL", key) for key in keys])
+        seen = {key: str(ttl) for key, ttl in zip(keys, ttls, strict=True)}
+    calls: list[ScriptCall] = []
+    for group, part in layout.by_group(keys).items():
+        script_keys = claim_keys(group)
+        script_keys += [group.name(names.METRICS_RECOVERED), group.name(names.TEST_RECOVERED)]
+        args: list[str | int] = [lease_ms, grace_ms, window_ms, SWEPT_DEDUP_MS]
+        for key in part:
+            script_keys += [group.dedup(key)] if seen[key] else [group.dedup(key), key]
+            args += [key, seen[key]]
+        calls.append((script_keys, args))
+    won = [member for reply in await redis.scripts(scripts.SWEEP_CLAIM, calls) for member in reply]
     telemetry.RECOVERED.inc(len(won))
     return Claimed(won)
 
 
 async def take_over(redis: RedisGateway, members: Sequence[str], lease_ms: int) -> Claimed:
     """Take over the leases among ``members`` that ran out, to republish their claims."""
-    reply = await redis.script(
-        scripts.RENEW_STALE,
-        (names.EXPIRY_LEASES, names.METRICS_RECOVERED, names.TEST_CURRENT, names.TEST_RECOVERED),
-        [lease_ms, *members],
-    )
-    taken = list(reply[1:])
+    state = (names.EXPIRY_LEASES, names.METRICS_RECOVERED, names.TEST_CURRENT, names.TEST_RECOVERED)
+    calls: list[ScriptCall] = [
+        ([group.name(name) for name in state], [lease_ms, *part])
+        for group, part in members_by_group(redis.layout, members).items()
+    ]
+    replies = await redis.scripts(scripts.RENEW_STALE, calls)
+    taken = [member for reply in replies for member in reply[1:]]
     telemetry.RECOVERED.inc(len(taken))
-    return Claimed(taken, generation=str(reply[0]))
+    # Any of the groups' clocks tells this publication from the earlier ones.
+    return Claimed(taken, generation=str(max(int(reply[0]) for reply in replies)))
 
 
-def message_of(member: str, generation: str) -> tuple[str, dict[str, str]]:
+def message_of(
+    member: str, generation: str, layout: KeyLayout = names.SINGLE_SERVER
+) -> tuple[str, dict[str, str]]:
     """The body (the key) and headers (message id, claim) of the message carrying a claim."""
     parsed = names.parse_lease(member)
     if parsed is None:
         raise ValueError(f"malformed lease {member[:200]!r}")
     claim_header, key = names.split_lease(member)
     return key, {
-        "Nats-Msg-Id": names.msg_id(parsed[0], generation),
+        "Nats-Msg-Id": names.msg_id(parsed[0], generation, layout.group_of(key)),
         names.CLAIM_HEADER: claim_header,
     }
 
@@ -110,7 +151,7 @@ async def publish_claimed(redis: RedisGateway, jetstream: JetStream, claimed: Cl
             await trio.sleep(0.2 * attempt)
         if not jetstream.is_connected:
             continue  # publishing now would only wait for the reconnect
-        items = [message_of(member, claimed.generation) for member in remaining]
+        items = [message_of(member, claimed.generation, redis.layout) for member in remaining]
         try:
             results = await jetstream.publish_batch(items)
         except Exception as exc:
@@ -135,7 +176,7 @@ async def give_back(redis: RedisGateway, members: list[str]) -> None:
     """End the leases of claims this process will not publish: any sweeper takes them now."""
     log.warning("giving %d unpublished keys back to the sweepers", len(members))
     try:
-        await redis.script(scripts.RELEASE, (names.EXPIRY_LEASES,), members)
+        await _per_group(redis, scripts.RELEASE, members)
     except Exception as exc:
         # Their leases still run out by themselves; the sweepers take them then.
         log.warning(
@@ -147,6 +188,17 @@ async def _mark_queued(redis: RedisGateway, members: list[str]) -> None:
     if not members:
         return
     try:
-        await redis.script(scripts.MARK_QUEUED, (names.EXPIRY_LEASES,), [QUEUED_LEASE_MS, *members])
+        await _per_group(redis, scripts.MARK_QUEUED, members, QUEUED_LEASE_MS)
     except Exception as exc:  # the short lease stands: at worst a harmless second publication
         log.warning("cannot mark %d published keys as queued: %s", len(members), exc)
+
+
+async def _per_group(
+    redis: RedisGateway, source: str, members: Sequence[str], *first: str | int
+) -> None:
+    """Run a script on ``expiry:leases`` with ``first`` then ``members``, per slot group."""
+    calls: list[ScriptCall] = [
+        ([group.name(names.EXPIRY_LEASES)], [*first, *part])
+        for group, part in members_by_group(redis.layout, members).items()
+    ]
+    await redis.scripts(source, calls)

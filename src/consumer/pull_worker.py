@@ -26,9 +26,10 @@ from consumer.handler import ExpiredKey, Handler
 from consumer.readiness import Readiness
 from shared import names, scripts, telemetry
 from shared.backoff import Backoff
-from shared.bridge import JetStream, JetStreamMessage, RedisGateway
+from shared.bridge import JetStream, JetStreamMessage, RedisGateway, ScriptCall
 from shared.bridge.jetstream import Feed
 from shared.logs import Throttle
+from shared.names import SlotGroup
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,28 @@ class WorkerContext:
 
 async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]:
     """Per delivery: 1 handle it, 0 handled already, 2 an earlier test's (see ``BEGIN``)."""
-    args: list[str | int] = [ctx.lease_ms, *(d.message.lease for d in deliveries)]
-    states: list[int] = await ctx.redis.script(
-        scripts.BEGIN, (names.TEST_CURRENT, names.EXPIRY_LEASES, names.METRICS_DUPLICATES), args
-    )
-    return states
+    parts = _by_group(ctx, deliveries)
+    state = (names.TEST_CURRENT, names.EXPIRY_LEASES, names.METRICS_DUPLICATES)
+    calls: list[ScriptCall] = [
+        ([group.name(name) for name in state], [ctx.lease_ms, *(d.message.lease for d in part)])
+        for group, part in parts.items()
+    ]
+    replies = await ctx.redis.scripts(scripts.BEGIN, calls)
+    by_delivery = {
+        id(d): state
+        for part, reply in zip(parts.values(), replies, strict=True)
+        for d, state in zip(part, reply, strict=True)
+    }
+    return [by_delivery[id(d)] for d in deliveries]
+
+
+def _by_group(
+    ctx: WorkerContext, deliveries: Sequence[Delivery]
+) -> dict[SlotGroup, list[Delivery]]:
+    parts: dict[SlotGroup, list[Delivery]] = {}
+    for delivery in deliveries:
+        parts.setdefault(ctx.redis.layout.group_of(delivery.message.key), []).append(delivery)
+    return parts
 
 
 async def complete(
@@ -112,7 +130,7 @@ async def complete(
     """End the claims of ``deliveries`` and count each once (the idempotent COMPLETE script),
     then acknowledge ``ack``: one crossing. Raises what the acks raised only once counted."""
     now_ms = int(time.time() * 1000)
-    keys = (
+    state = (
         names.TEST_CURRENT,
         names.EXPIRY_LEASES,
         names.METRICS_CONSUMED,
@@ -123,11 +141,14 @@ async def complete(
         names.TEST_LATENCY,
         names.TEST_COUNTED,
     )
-    args = [ctx.consumer_id, *(d.message.lease for d in deliveries)]
-    reply, ack_failed = await ctx.redis.script_then(
-        scripts.COMPLETE, keys, args, ctx.jetstream.acker(ack)
+    calls: list[ScriptCall] = [
+        ([group.name(name) for name in state], [ctx.consumer_id, *(d.message.lease for d in part)])
+        for group, part in _by_group(ctx, deliveries).items()
+    ]
+    replies, ack_failed = await ctx.redis.scripts_then(
+        scripts.COMPLETE, calls, ctx.jetstream.acker(ack)
     )
-    counted, duplicates, stale = reply
+    counted, duplicates, stale = [sum(column) for column in zip(*replies, strict=True)] or [0, 0, 0]
     for d in deliveries:
         if d.deadline:
             telemetry.CONSUMPTION_DELAY.observe(max(0, now_ms - int(d.deadline)) / 1000)
@@ -138,8 +159,8 @@ async def record_dead_letters(
     ctx: WorkerContext, given_up: Sequence[tuple[JetStreamMessage, str]]
 ) -> int:
     """Record messages given up on, with the reason: counted and visible, never lost silently."""
-    args: list[str | int] = [names.DEAD_LETTERS_KEPT]
     now = time.time()
+    per_group: dict[SlotGroup, list[str | int]] = {}
     for message, reason in given_up:
         delivery = parse_delivery(message)
         record = {
@@ -156,20 +177,25 @@ async def record_dead_letters(
             message.delivered,
             reason[:500],
         )
-        args += [
+        group = ctx.redis.layout.group_of(message.key)
+        per_group.setdefault(group, [names.DEAD_LETTERS_KEPT])
+        per_group[group] += [
             delivery.message.lease if delivery else "",
             message.key[:200],
             delivery.test_id if delivery else "",
             json.dumps(record),
         ]
-    keys = (
+    state = (
         names.TEST_CURRENT,
         names.EXPIRY_LEASES,
         names.EXPIRY_DEAD_LETTERS,
         names.METRICS_DEAD_LETTERS,
         names.TEST_DEAD_LETTERS,
     )
-    recorded: int = await ctx.redis.script(scripts.DEAD_LETTER, keys, args)
+    calls: list[ScriptCall] = [
+        ([group.name(name) for name in state], args) for group, args in per_group.items()
+    ]
+    recorded = int(sum(await ctx.redis.scripts(scripts.DEAD_LETTER, calls)))
     telemetry.DEAD_LETTERS.inc(recorded)
     return recorded
 

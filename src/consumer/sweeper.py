@@ -16,7 +16,7 @@ import trio
 
 from consumer.publishing import claim_overdue, publish_claimed, scan_overdue, take_over
 from shared import names, scripts, telemetry
-from shared.bridge import JetStream, RedisGateway
+from shared.bridge import JetStream, RedisGateway, ScriptCall
 from shared.logs import Throttle
 from shared.patterns import KeyPatterns
 
@@ -94,6 +94,9 @@ async def _after_nats_reconnect(redis: RedisGateway, jetstream: JetStream) -> No
     copies are handled, and are only acknowledged.
     """
     await jetstream.ensure_topology()
-    released = await redis.script(scripts.RELEASE_ALL, (names.EXPIRY_LEASES,), [])
+    calls: list[ScriptCall] = [
+        ([group.name(names.EXPIRY_LEASES)], []) for group in redis.layout.groups
+    ]
+    released = sum(await redis.scripts(scripts.RELEASE_ALL, calls))
     if released:
         log.info("NATS reconnected: %d keys in flight will be republished", released)

@@ -193,13 +193,17 @@ def create_app(config: GeneratorConfig, services: Services) -> QuartTrio:
         raw = request.args.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= names.DEAD_LETTERS_KEPT:
             return error(f"limit must be 1..{names.DEAD_LETTERS_KEPT}", 400, "limit")
-        count, records = await services.redis.pipeline(
-            [
-                ("GET", names.METRICS_DEAD_LETTERS),
-                ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, int(raw) - 1),
-            ]
+        limit = int(raw)
+        layout = services.redis.layout
+        replies = await services.redis.pipeline(
+            [("GET", name) for name in layout.every(names.METRICS_DEAD_LETTERS)]
+            + [("LRANGE", name, 0, limit - 1) for name in layout.every(names.EXPIRY_DEAD_LETTERS)]
         )
-        return jsonify({"count": int(count or 0), "recent": parse_dead_letters(records)})
+        groups = len(layout.groups)
+        count = sum(int(reply or 0) for reply in replies[:groups])
+        recent = [record for records in replies[groups:] for record in parse_dead_letters(records)]
+        recent.sort(key=lambda record: -float(record.get("at") or 0))
+        return jsonify({"count": count, "recent": recent[:limit]})
 
     @app.get("/api/history")
     async def history() -> Any:

@@ -19,8 +19,9 @@ from shared import names, telemetry
 from shared.backoff import Backoff
 from shared.bridge import RedisError, RedisGateway
 from shared.bridge.redis_io import Command
+from shared.names import KeyLayout
 from shared.redis_outage import RedisOutage
-from shared.registration import ensure_library, is_missing_function, register_many_command
+from shared.registration import ensure_library, is_missing_function, register_stages, run_stages
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,21 @@ def new_test_id() -> str:
     return time.strftime("t-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def write_commands(test_id: str, first: int, count: int, ttl_ms: int) -> list[Command]:
-    """One pipeline writing keys ``first``..``first+count-1``.
+def write_stages(
+    layout: KeyLayout, test_id: str, first: int, count: int, ttl_ms: int
+) -> list[list[Command]]:
+    """The pipelines writing keys ``first``..``first+count-1``, to run in order.
 
-    The keys are registered with the pipeline (``expiry_register_many``: each key and its
-    deadline written together), so a key whose expiry nobody heard is still recovered. The
-    generated count is set, not added to, so that the pipeline can be retried after a dropped
-    connection.
+    The first reply is the current test's id (another one means Redis lost this test). The
+    keys are registered with the pipeline (``shared.registration.register_stages``), so a key
+    whose expiry nobody heard is still recovered. The generated count is set, not added to, so
+    that the pipelines can be retried after a dropped connection.
     """
     items = [(names.gen_key(seq), test_id) for seq in range(first, first + count)]
-    return [
-        register_many_command(items, ttl_ms),
-        ("SET", names.METRICS_GENERATED, first + count),
-    ]
+    stages: list[list[Command]] = [list(stage) for stage in register_stages(layout, items, ttl_ms)]
+    stages[0].insert(0, ("HGET", names.TEST_CURRENT, "id"))
+    stages[-1].append(("SET", names.METRICS_GENERATED, first + count))
+    return stages
 
 
 def keys_due(elapsed_s: float, delay_ms: int, written: int, total: int) -> int:
@@ -190,8 +193,8 @@ class TestRunner:
         self.ready = True
         await self._until_done(
             "marking the test interrupted",
-            lambda: self._redis.call(
-                "HSET", names.TEST_CURRENT, "state", "interrupted", "reason", reason
+            lambda: self._redis.pipeline(
+                self._redis.layout.on_test_current("HSET", "state", "interrupted", "reason", reason)
             ),
         )
         expected = test.get("generated_final") or await self._until_done(
@@ -385,18 +388,18 @@ class TestRunner:
             fields += ["reason", record.reason]
         if record.verdict is not None:
             fields += ["verdict", json.dumps(record.verdict)]
+        layout = self._redis.layout
         if not lost:
-            await self._redis.call("HSET", names.TEST_CURRENT, *fields)
+            await self._redis.pipeline(layout.on_test_current("HSET", *fields))
             return
         # What Redis kept of this test (keys written after its restart) would contradict the
         # record: clear it, and write the whole record again.
         config = record.config.as_dict() if record.config else {}
         await self._redis.pipeline(
             [
-                ("DEL", names.TEST_CURRENT),
-                (
+                *layout.on_test_current("DEL"),
+                *layout.on_test_current(
                     "HSET",
-                    names.TEST_CURRENT,
                     "id",
                     record.test_id,
                     "started_at",
@@ -404,7 +407,7 @@ class TestRunner:
                     *_flatten(config),
                     *fields,
                 ),
-                ("UNLINK", *names.PER_TEST_KEYS),
+                *layout.unlink(layout.per_test_keys()),
             ]
         )
 
@@ -425,13 +428,19 @@ class TestRunner:
         as stale instead of counting them into this one.
         """
         redis = self._redis
-        old_consumers = await redis.call("SMEMBERS", names.METRICS_CONSUMERS)
+        layout = redis.layout
+        counts = layout.every(names.METRICS_CONSUMERS)
+        old_consumers = await redis.pipeline([("SMEMBERS", name) for name in counts])
+        counted_by = [
+            group.name(names.consumer_count_key(consumer))
+            for group, members in zip(layout.groups, old_consumers, strict=True)
+            for consumer in members
+        ]
         await redis.pipeline(
             [
-                ("DEL", names.TEST_CURRENT),
-                (
+                *layout.on_test_current("DEL"),
+                *layout.on_test_current(
                     "HSET",
-                    names.TEST_CURRENT,
                     "id",
                     test_id,
                     "state",
@@ -440,24 +449,24 @@ class TestRunner:
                     names.GEN_KEY_PREFIX,
                     *_flatten(config.as_dict()),
                 ),
-                (
-                    "UNLINK",
-                    *names.PER_TEST_KEYS,
-                    names.METRICS_CONSUMERS,
-                    *[names.consumer_count_key(c) for c in old_consumers],
-                ),
+                *layout.unlink([*layout.per_test_keys(), *counts, *counted_by]),
             ]
         )
-        for pattern in (f"{names.GEN_KEY_PREFIX}*", names.dedup_key(f"{names.GEN_KEY_PREFIX}*")):
+        leftovers = [f"{names.GEN_KEY_PREFIX}*"]
+        leftovers += [group.dedup(f"{names.GEN_KEY_PREFIX}*") for group in layout.groups]
+        for pattern in leftovers:
             removed = await redis.unlink_matching(pattern)
             if removed:
                 log.info("removed %d leftover %s keys", removed, pattern)
-        removed = await redis.unregister_matching(names.EXPIRY_DUE, f"{names.GEN_KEY_PREFIX}*")
-        if removed:
-            log.info("removed %d leftover registrations of %s keys", removed, names.GEN_KEY_PREFIX)
+        for registry in layout.every(names.EXPIRY_DUE):
+            removed = await redis.unregister_matching(registry, f"{names.GEN_KEY_PREFIX}*")
+            if removed:
+                log.info(
+                    "removed %d leftover registrations of %s keys", removed, names.GEN_KEY_PREFIX
+                )
         await ensure_library(redis)
-        await redis.call(
-            "HSET", names.TEST_CURRENT, "state", "generating", "started_at", repr(time.time())
+        await redis.pipeline(
+            layout.on_test_current("HSET", "state", "generating", "started_at", repr(time.time()))
         )
 
     async def _generate_and_drain(self, record: TestRecord) -> tuple[str, dict[str, Any] | None]:
@@ -470,15 +479,16 @@ class TestRunner:
         await self._still_current(record.test_id, written)
         await self._until_done(
             "recording the end of generation",
-            lambda: self._redis.call(
-                "HSET",
-                names.TEST_CURRENT,
-                "state",
-                "draining",
-                "generated_final",
-                written,
-                "generation_ended_at",
-                repr(time.time()),
+            lambda: self._redis.pipeline(
+                self._redis.layout.on_test_current(
+                    "HSET",
+                    "state",
+                    "draining",
+                    "generated_final",
+                    written,
+                    "generation_ended_at",
+                    repr(time.time()),
+                )
             ),
             give_up_s=self._drain_timeout_s,
         )
@@ -549,12 +559,9 @@ class TestRunner:
                 return [current]
         now_ms = int(time.time() * 1000)
         self._last_deadline_ms = max(self._last_deadline_ms, now_ms + ttl_ms)
-        commands: list[Command] = [
-            ("HGET", names.TEST_CURRENT, "id"),
-            *write_commands(test_id, first, count, ttl_ms),
-        ]
+        stages = write_stages(self._redis.layout, test_id, first, count, ttl_ms)
         try:
-            return await self._redis.pipeline(commands)
+            return await run_stages(self._redis, stages)
         except RedisError as exc:
             if not is_missing_function(exc):
                 raise
@@ -563,7 +570,7 @@ class TestRunner:
         if current != test_id:
             return [current]
         await ensure_library(self._redis)
-        return await self._redis.pipeline(commands)
+        return await run_stages(self._redis, stages)
 
     async def _drain(
         self, record: TestRecord, expected: int, final_state: str

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared import latency, names
 from shared.bridge import RedisGateway
+from shared.bridge.redis_io import Command
 
 RUNNING_STATES = ("starting", "generating", "draining")
 #: How many of the latest dead letters the status carries.
@@ -48,45 +49,82 @@ def _int(value: Any) -> int:
     return int(value) if value else 0
 
 
+#: Per slot group, in this order: what ``read_snapshot`` reads and adds up over the groups.
+_PER_GROUP = (
+    ("GET", names.TEST_COUNTED),
+    ("HLEN", names.TEST_CONSUMED),
+    ("ZCARD", names.EXPIRY_DUE),
+    ("ZCARD", names.EXPIRY_LEASES),
+    ("GET", names.METRICS_DUPLICATES),
+    ("GET", names.METRICS_DEAD_LETTERS),
+    ("SCARD", names.TEST_RECOVERED),
+)
+#: Per slot group, after the sums: consumers, latency buckets, latest dead letters.
+_PER_GROUP_SETS = 3
+
+
 async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Snapshot:
-    """One consistent-enough look at the test (two round trips at most)."""
-    replies = await redis.pipeline(
-        [
-            ("HGETALL", names.TEST_CURRENT),
-            ("GET", names.METRICS_GENERATED),
-            ("GET", names.TEST_COUNTED),
-            ("HLEN", names.TEST_CONSUMED),
-            ("ZCARD", names.EXPIRY_DUE),
-            ("ZCARD", names.EXPIRY_LEASES),
-            ("GET", names.METRICS_DUPLICATES),
-            ("GET", names.METRICS_DEAD_LETTERS),
-            ("SCARD", names.TEST_RECOVERED),
-            ("SMEMBERS", names.METRICS_CONSUMERS),
-            ("HGETALL", names.TEST_LATENCY),
-            ("LRANGE", names.EXPIRY_DEAD_LETTERS, 0, RECENT_DEAD_LETTERS - 1),
-            ("HGETALL", names.listeners_held("")),
+    """One consistent-enough look at the test (two round trips at most).
+
+    On a Redis Cluster each slot group keeps its own records of the test: they are added up.
+    """
+    groups = redis.layout.groups
+    commands: list[Command] = [
+        ("HGETALL", names.TEST_CURRENT),
+        ("GET", names.METRICS_GENERATED),
+        ("HGETALL", names.listeners_held("")),
+    ]
+    for group in groups:
+        commands += [(command, group.name(key)) for command, key in _PER_GROUP]
+        commands += [
+            ("SMEMBERS", group.name(names.METRICS_CONSUMERS)),
+            ("HGETALL", group.name(names.TEST_LATENCY)),
+            ("LRANGE", group.name(names.EXPIRY_DEAD_LETTERS), 0, RECENT_DEAD_LETTERS - 1),
         ]
-    )
-    test, generated, consumed, unique, pending, inflight, dups, dead, recovered = replies[:9]
-    members: list[str] = sorted(replies[9] or [])
+    replies = await redis.pipeline(commands)
+    test, generated, listeners = replies[:3]
+    stride = len(_PER_GROUP) + _PER_GROUP_SETS
+    per_group = [replies[3 + i * stride : 3 + (i + 1) * stride] for i in range(len(groups))]
+    sums = [sum(_int(part[i]) for part in per_group) for i in range(len(_PER_GROUP))]
+    consumed, unique, pending, inflight, dups, dead, recovered = sums
+    latency_buckets: dict[int, int] = {}
+    dead_letters: list[dict[str, Any]] = []
+    members: set[str] = set()
+    for part in per_group:
+        group_members, buckets, letters = part[len(_PER_GROUP) :]
+        members.update(group_members or [])
+        for bucket, count in (buckets or {}).items():
+            latency_buckets[int(bucket)] = latency_buckets.get(int(bucket), 0) + int(count)
+        dead_letters += parse_dead_letters(letters or [])
+    dead_letters.sort(key=lambda record: -float(record.get("at") or 0))
     consumers: dict[str, int] = {}
     if with_consumers and members:
-        counts = await redis.call("MGET", *[names.consumer_count_key(m) for m in members])
-        consumers = {m: _int(c) for m, c in zip(members, counts, strict=True)}
+        ordered = sorted(members)
+        counts = await redis.pipeline(
+            [
+                ("GET", group.name(names.consumer_count_key(member)))
+                for member in ordered
+                for group in groups
+            ]
+        )
+        consumers = {
+            member: sum(_int(c) for c in counts[i * len(groups) : (i + 1) * len(groups)])
+            for i, member in enumerate(ordered)
+        }
     return Snapshot(
         test=test or {},
         generated=_int(generated),
-        consumed=_int(consumed),
-        unique=_int(unique),
-        pending=_int(pending),
-        inflight=_int(inflight),
-        duplicates=_int(dups),
-        dead_letters=_int(dead),
-        recovered=_int(recovered),
+        consumed=consumed,
+        unique=unique,
+        pending=pending,
+        inflight=inflight,
+        duplicates=dups,
+        dead_letters=dead,
+        recovered=recovered,
         consumers=consumers,
-        latency_buckets={int(k): int(v) for k, v in (replies[10] or {}).items()},
-        recent_dead_letters=parse_dead_letters(replies[11] or []),
-        listeners={k: int(v) for k, v in (replies[12] or {}).items() if str(v).isdigit()},
+        latency_buckets=latency_buckets,
+        recent_dead_letters=dead_letters[:RECENT_DEAD_LETTERS],
+        listeners={k: int(v) for k, v in (listeners or {}).items() if str(v).isdigit()},
     )
 
 
@@ -133,10 +171,14 @@ async def key_by_key_verdict(redis: RedisGateway, expected: int) -> dict[str, An
     are counts beyond one per key (``metrics:consumed`` minus the records).
     """
     missing = 0
+    layout = redis.layout
     for first in range(0, expected, CHECK_CHUNK):
         fields = [names.gen_key(n) for n in range(first, min(expected, first + CHECK_CHUNK))]
-        records = await redis.call("HMGET", names.TEST_CONSUMED, *fields)
-        missing += sum(record is None for record in records)
+        parts = layout.by_group(fields).items()
+        replies = await redis.pipeline(
+            [("HMGET", group.name(names.TEST_CONSUMED), *part) for group, part in parts]
+        )
+        missing += sum(record is None for records in replies for record in records)
     snapshot = await read_snapshot(redis, with_consumers=False)
     doubled = max(0, snapshot.consumed - snapshot.unique)
     return {

@@ -98,6 +98,10 @@ def _get(env: Mapping[str, str], name: str, default: str) -> str:
     return value or default
 
 
+#: One Redis server, or (``+cluster``) a Redis Cluster reached through any of its nodes.
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+
+
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = _get(env, name, default)
     expected = " or ".join(s + "://host:port" for s in schemes)
@@ -116,8 +120,10 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
         raise ConfigError(f"{name} has a bad port: {exc}") from None
     if not _valid_host(hostname):
         raise ConfigError(f"{name} names the host {hostname!r}, which is not a valid host name")
-    if parts.scheme in ("redis", "rediss"):
+    if parts.scheme in _REDIS_SCHEMES:
         _redis_db(name, parts.path, parts.query)
+    if parts.scheme.endswith("+cluster") and parts.path.strip("/") not in ("", "0"):
+        raise ConfigError(f"{name}: a Redis Cluster has only database 0, not {parts.path!r}")
     return value
 
 
@@ -228,7 +234,7 @@ def redact(url: str) -> str:
 
 def load_common(env: Mapping[str, str]) -> CommonConfig:
     """Read the settings both services share."""
-    redis_url = _url(env, "REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss"))
+    redis_url = _url(env, "REDIS_URL", "redis://localhost:6379/0", _REDIS_SCHEMES)
     for ca_file in parse_qs(urlsplit(redis_url).query).get("ssl_ca_certs", []):
         if not os.path.isfile(ca_file):
             raise ConfigError(

@@ -11,8 +11,11 @@ Two layers share one Redis:
   test clears what an earlier one left without scanning the keyspace with ``KEYS``.
 """
 
+import binascii
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 # --- Redis: the pipeline -----------------------------------------------------------------
@@ -49,6 +52,8 @@ def listeners_held(fleet: str) -> str:
 FUNCTION_LIBRARY: Final = "expiry_pipeline"
 FN_REGISTER: Final = "expiry_register"
 FN_REGISTER_MANY: Final = "expiry_register_many"
+#: Registration alone, for a Redis Cluster (where the producer writes the keys afterwards).
+FN_REGISTER_DUE: Final = "expiry_register_due"
 FN_VERSION: Final = "expiry_library_version"
 
 METRICS_GENERATED: Final = "metrics:generated"
@@ -92,6 +97,124 @@ PER_TEST_KEYS: Final = (
     TEST_COUNTED,
     TEST_RECOVERED,
 )
+
+# --- Redis Cluster: slot groups -------------------------------------------------------------
+#: Redis Cluster's hash slots; a key's slot is the CRC16 of its name (or of its ``{hash tag}``).
+HASH_SLOTS: Final = 16384
+#: On a Redis Cluster the pipeline's state is split into this many *slot groups*. Every script
+#: touches the keys of one group, and a group's keys share one hash slot (a hash tag): a key's
+#: claim record, the registry and leases it is in, the copy of ``test:current`` and the load
+#: test's records all live in the group of the key's slot. Group ``i`` takes the slots
+#: ``i*1024 .. i*1024+1023``, so its state sits on the master that holds most of its keys.
+#: Fixed, not configured: every consumer and producer of a cluster must agree on it.
+CLUSTER_GROUPS: Final = 16
+
+
+def key_slot(key: str) -> int:
+    """The hash slot of ``key`` on a Redis Cluster (CRC16/XMODEM of its hash tag or name)."""
+    data = key.encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return binascii.crc_hqx(data, 0) % HASH_SLOTS
+
+
+@dataclass(frozen=True)
+class SlotGroup:
+    """One slot group's Redis names: on one server the plain names (``tag`` empty), on a
+    cluster the same names with the group's hash tag after their first ``:``."""
+
+    index: int
+    tag: str = ""
+
+    def name(self, base: str) -> str:
+        """``base`` (such as ``expiry:due`` or ``dedup:<key>``) in this group."""
+        if not self.tag:
+            return base
+        head, _, tail = base.partition(":")
+        return f"{head}:{self.tag}:{tail}"
+
+    def dedup(self, key: str) -> str:
+        """The claim record guarding ``key`` (``key`` must belong to this group)."""
+        return self.name(dedup_key(key))
+
+
+def _group_tag(index: int, groups: int) -> str:
+    """The first hash tag ``{xp:<index>:<n>}`` whose slot lies in group ``index``'s range."""
+    n = 0
+    while key_slot(f"xp:{index}:{n}") * groups // HASH_SLOTS != index:
+        n += 1
+    return f"{{xp:{index}:{n}}}"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Where the pipeline's state lives: one group on one server, ``CLUSTER_GROUPS`` on a
+    cluster. Code that touches a key's state asks for the key's group first."""
+
+    groups: tuple[SlotGroup, ...]
+
+    @property
+    def cluster(self) -> bool:
+        """Whether this is a Redis Cluster's layout (several groups, hash-tagged names)."""
+        return len(self.groups) > 1
+
+    def group_of(self, key: str) -> SlotGroup:
+        """The group holding ``key``'s claim record, registration and lease."""
+        if len(self.groups) == 1:
+            return self.groups[0]
+        return self.groups[key_slot(key) * len(self.groups) // HASH_SLOTS]
+
+    def by_group(self, keys: Iterable[str]) -> dict[SlotGroup, list[str]]:
+        """``keys`` split by group, each part in the order given."""
+        parts: dict[SlotGroup, list[str]] = {}
+        for key in keys:
+            parts.setdefault(self.group_of(key), []).append(key)
+        return parts
+
+    def every(self, base: str) -> list[str]:
+        """``base`` in every group (the one name itself on one server)."""
+        return [group.name(base) for group in self.groups]
+
+    @property
+    def test_current_copies(self) -> list[str]:
+        """Every ``test:current`` hash: the test's record, and on a cluster each group's copy
+        (what the group's scripts read). The generator writes all of them alike."""
+        if not self.cluster:
+            return [TEST_CURRENT]
+        return [TEST_CURRENT, *self.every(TEST_CURRENT)]
+
+    def per_test_keys(self) -> list[str]:
+        """What a new test clears: ``PER_TEST_KEYS`` in every group (``metrics:generated``, the
+        generator's own count, is one key on a cluster too)."""
+        grouped = [group.name(key) for key in PER_TEST_KEYS for group in self.groups]
+        return [METRICS_GENERATED, *(key for key in grouped if key != METRICS_GENERATED)]
+
+    def on_test_current(self, command: str, *args: str | int) -> list[tuple[str | int, ...]]:
+        """``command`` (HSET, DEL) applied to every copy of ``test:current``."""
+        return [(command, copy, *args) for copy in self.test_current_copies]
+
+    def unlink(self, keys: Sequence[str]) -> list[tuple[str, ...]]:
+        """Commands deleting ``keys``: one on one server, one per key on a cluster (keys of
+        different slots cannot share a command there)."""
+        if not keys:
+            return []
+        if not self.cluster:
+            return [("UNLINK", *keys)]
+        return [("UNLINK", key) for key in keys]
+
+
+#: The layout of a single Redis server: the names above, unchanged.
+SINGLE_SERVER: Final = KeyLayout((SlotGroup(0),))
+
+
+@cache
+def cluster_layout(groups: int = CLUSTER_GROUPS) -> KeyLayout:
+    """The layout of a Redis Cluster: ``groups`` slot groups."""
+    return KeyLayout(tuple(SlotGroup(i, _group_tag(i, groups)) for i in range(groups)))
+
 
 # --- NATS JetStream ----------------------------------------------------------------------
 STREAM: Final = "WORKGROUPPOLICY"
@@ -167,13 +290,15 @@ def parse_lease(member: str) -> tuple[str, str, str, str] | None:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def msg_id(claim_id: str, generation: str = "") -> str:
+def msg_id(claim_id: str, generation: str = "", group: SlotGroup | None = None) -> str:
     """The JetStream ``Nats-Msg-Id`` of a claim's message.
 
     A republished claim gets a new ``generation`` so that JetStream's duplicate window does not
-    drop it; a second delivery of one claim is recognised by its lease, not by this id.
+    drop it; a second delivery of one claim is recognised by its lease, not by this id. On a
+    cluster each slot group counts its own claim ids, so the group's tag is part of the id.
     """
-    return f"claim-{claim_id}" if not generation else f"claim-{claim_id}.{generation}"
+    base = f"claim-{claim_id}" if group is None or not group.tag else f"claim-{group.tag}{claim_id}"
+    return base if not generation else f"{base}.{generation}"
 
 
 def expired_channel(db: int) -> str:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from shared import names, scripts
 from shared.bridge import RedisError, RedisGateway, open_bridge
+from shared.bridge.redis_io import Command
+from shared.names import KeyLayout
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,8 @@ async def ensure_library(redis: RedisGateway) -> int:
 
 
 def register_many_command(items: Sequence[tuple[str, str]], ttl_ms: int) -> tuple[str | int, ...]:
-    """The ``FCALL expiry_register_many`` command registering ``(key, value)`` pairs."""
+    """The ``FCALL expiry_register_many`` command registering ``(key, value)`` pairs (one
+    server: keys and registry written together)."""
     keys = [key for key, _ in items]
     values = [value for _, value in items]
     return (
@@ -71,6 +75,37 @@ def register_many_command(items: Sequence[tuple[str, str]], ttl_ms: int) -> tupl
         ttl_ms,
         *values,
     )
+
+
+def register_stages(
+    layout: KeyLayout, items: Sequence[tuple[str, str]], ttl_ms: int
+) -> list[list[tuple[str | int, ...]]]:
+    """The pipelines that write and register ``(key, value)`` pairs, to run one after another.
+
+    On one server, one atomic ``expiry_register_many``. On a cluster a key and its group's
+    registry live in different slots: each group's keys are registered first
+    (``expiry_register_due``), and written only once that succeeded (a second pipeline: one
+    pipeline's commands to different masters may land in any order). A producer that dies in
+    between leaves a registration without its key, which the sweepers take for a key deleted
+    before it expired and process once at its deadline: nothing registered is lost, in
+    exchange for that. The first reply of the first stage is a deadline either way.
+    """
+    if not layout.cluster:
+        return [[register_many_command(items, ttl_ms)]]
+    keys = [key for key, _ in items]
+    registrations: list[tuple[str | int, ...]] = [
+        ("FCALL", names.FN_REGISTER_DUE, 1, group.name(names.EXPIRY_DUE), ttl_ms, *part)
+        for group, part in layout.by_group(keys).items()
+    ]
+    return [registrations, [("SET", key, value, "PX", ttl_ms) for key, value in items]]
+
+
+async def run_stages(redis: RedisGateway, stages: Sequence[Sequence[Command]]) -> list[Any]:
+    """Run pipelines one after another; the replies of all of them, in order."""
+    replies: list[Any] = []
+    for stage in stages:
+        replies += await redis.pipeline(stage)
+    return replies
 
 
 class Registry:
@@ -90,14 +125,14 @@ class Registry:
         """Write and register ``(key, value)`` pairs with one TTL in one call; their deadline."""
         if not items:
             raise ValueError("nothing to register")
-        command = register_many_command(items, ttl_ms)
+        stages = register_stages(self.redis.layout, items, ttl_ms)
         try:
-            return int(await self.redis.call(*command))
+            return int((await run_stages(self.redis, stages))[0])
         except RedisError as exc:
             if not is_missing_function(exc):
                 raise
         await ensure_library(self.redis)
-        return int(await self.redis.call(*command))
+        return int((await run_stages(self.redis, stages))[0])
 
 
 @asynccontextmanager

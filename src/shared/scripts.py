@@ -114,9 +114,13 @@ return {due, stale}
 )
 
 #: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered,
-#:       test:recovered, then per key the key itself and its dedup key.
+#:       test:recovered, then per key its dedup key and, when its TTL is read here, the key.
 #: ARGV: lease ms, grace ms, dedup window ms (outside a test), the least life of a swept key's
-#: dedup record (ms), then the keys.
+#: dedup record (ms), then per key: the key and its TTL as the caller read it (``PTTL``), or
+#: '' to read it here. On a Redis Cluster the key lives in another slot than the group's state,
+#: so the caller reads its TTL first; the claim is still safe, because a producer registers
+#: (moving the deadline) before it writes the key: a deadline unchanged here means the key was
+#: not written again since the caller read its TTL.
 #: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
 #: those that will send no event: deleted, renamed or made persistent (the registered deadline
 #: is the promise). A key whose TTL was extended is given its new deadline. Returns the lease
@@ -132,18 +136,26 @@ local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local claimed = {}
 local swept_window = tonumber(ARGV[4])
-for i = 5, #ARGV do
-  local key = ARGV[i]
-  local at = 7 + (i - 5) * 2
+local at = 7
+for i = 5, #ARGV, 2 do
+  local key, seen_ttl = ARGV[i], ARGV[i + 1]
+  local dedup = KEYS[at]
+  local ttl
+  if seen_ttl == '' then
+    ttl = redis.call('PTTL', KEYS[at + 1])
+    at = at + 2
+  else
+    ttl = tonumber(seen_ttl)
+    at = at + 1
+  end
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
-    local ttl = redis.call('PTTL', KEYS[at])
     if ttl < 0 then
       local tid, window = test_of(key, true, test_id, test_window, prefix, tonumber(ARGV[3]))
       seq = seq + 1
       -- Its expiry event may still be on its way (listeners far behind): keep the record
       -- long enough that it finds the key claimed.
-      redis.call('SET', KEYS[at + 1], id_string(seq), 'PX', math.max(window, swept_window))
+      redis.call('SET', dedup, id_string(seq), 'PX', math.max(window, swept_window))
       redis.call('ZREM', KEYS[2], key)
       local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
       redis.call('ZADD', KEYS[3], lease_end, member)
@@ -363,12 +375,15 @@ return 1
 """
 
 #: Bumped whenever the library's code changes; consumers replace an older library at start-up.
-FUNCTION_LIBRARY_VERSION: Final = 1
+FUNCTION_LIBRARY_VERSION: Final = 2
 
 #: The library producers call (Redis >= 7): ``FCALL expiry_register 2 <key> expiry:due <value>
 #: <ttl_ms>`` writes the key with its TTL and registers its deadline, atomically;
 #: ``FCALL expiry_register_many <n+1> <key>... expiry:due <ttl_ms> <value>...`` does n at once.
-#: Both return the deadline (unix ms, Redis's clock).
+#: Both return the deadline (unix ms, Redis's clock). On a Redis Cluster the key and the registry
+#: live in different slots, so a producer registers first and then writes the key itself:
+#: ``FCALL expiry_register_due 1 expiry:{xp:…}:due <ttl_ms> <key>...`` (the registry of the
+#: keys' slot group, ``shared.names.KeyLayout``), then ``SET <key> <value> PX <ttl_ms>``.
 FUNCTION_LIBRARY: Final = (
     f"""#!lua name=expiry_pipeline
 local VERSION = {FUNCTION_LIBRARY_VERSION}
@@ -379,9 +394,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- expiry:due on one server; expiry:{xp:<group>:<n>}:due, a slot group's, on a cluster.
 local function check_registry(name)
-  if string.sub(name, 1, 10) ~= 'expiry:due' then
-    return 'the last key must be the registry expiry:due, got ' .. name
+  if name ~= 'expiry:due' and not string.match(name, '^expiry:{xp:%d+:%d+}:due$') then
+    return 'the registry key must be expiry:due (on a cluster expiry:{xp:…}:due), got ' .. name
   end
 end
 
@@ -438,7 +454,28 @@ local function register_many(keys, args)
   return deadline
 end
 
+-- FCALL expiry_register_due 1 <registry> <ttl_ms> <key1> ... <keyn>: registration alone, for a
+-- Redis Cluster, where the producer writes the keys after this returns.
+local function register_due(keys, args)
+  if #keys ~= 1 or #args < 2 then
+    return redis.error_reply('ERR usage: FCALL expiry_register_due 1 <registry> <ttl_ms> '
+      .. '<key1> ... <keyn>')
+  end
+  local problem = check_registry(keys[1])
+  if problem then return redis.error_reply('ERR ' .. problem) end
+  for i = 2, #args do
+    problem = check_key(args[i])
+    if problem then return redis.error_reply('ERR ' .. problem) end
+  end
+  local ttl, bad = ttl_of(args[1])
+  if not ttl then return redis.error_reply('ERR ' .. bad) end
+  local deadline = now_ms() + ttl
+  for i = 2, #args do redis.call('ZADD', keys[1], deadline, args[i]) end
+  return deadline
+end
+
 redis.register_function('expiry_register', register)
+redis.register_function('expiry_register_due', register_due)
 redis.register_function('expiry_register_many', register_many)
 redis.register_function{
   function_name = 'expiry_library_version',

@@ -1,24 +1,28 @@
-from generator.runner import keys_due, new_test_id, write_commands
+from generator.runner import keys_due, new_test_id, write_stages
 from generator.status import Snapshot, status_document, verdict
+from shared import names
 
 
 def test_write_commands_register_each_key_with_its_deadline() -> None:
-    commands = write_commands("t-1", first=10, count=3, ttl_ms=100)
-    assert commands == [
-        (
-            "FCALL",
-            "expiry_register_many",
-            4,
-            "gen-key:10",
-            "gen-key:11",
-            "gen-key:12",
-            "expiry:due",
-            100,
-            "t-1",
-            "t-1",
-            "t-1",
-        ),
-        ("SET", "metrics:generated", 13),
+    stages = write_stages(names.SINGLE_SERVER, "t-1", first=10, count=3, ttl_ms=100)
+    assert stages == [
+        [
+            ("HGET", "test:current", "id"),
+            (
+                "FCALL",
+                "expiry_register_many",
+                4,
+                "gen-key:10",
+                "gen-key:11",
+                "gen-key:12",
+                "expiry:due",
+                100,
+                "t-1",
+                "t-1",
+                "t-1",
+            ),
+            ("SET", "metrics:generated", 13),
+        ]
     ]
 
 

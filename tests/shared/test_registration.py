@@ -61,7 +61,7 @@ def test_any_language_registers_with_plain_fcall(redis_server: RedisServer) -> N
     [
         ((2, "lease:7", "expiry:due", "v", "soon"), "ttl_ms must be a positive whole number"),
         ((2, "lease:7", "expiry:due", "v", 0), "ttl_ms must be a positive whole number"),
-        ((2, "lease:7", "somewhere", "v", 100), "the last key must be the registry expiry:due"),
+        ((2, "lease:7", "somewhere", "v", 100), "the registry key must be expiry:due"),
         ((2, "dedup:x", "expiry:due", "v", 100), "belong to the pipeline"),
         ((1, "lease:7", "v", 100), "usage: FCALL expiry_register 2"),
     ],

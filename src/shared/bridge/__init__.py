@@ -8,7 +8,12 @@ methods that each cross into asyncio once per batch of work, never once per mess
 
 from shared.bridge.jetstream import JetStream, JetStreamMessage
 from shared.bridge.loop import open_bridge
-from shared.bridge.redis_io import RedisAuthenticationError, RedisError, RedisGateway
+from shared.bridge.redis_io import (
+    RedisAuthenticationError,
+    RedisError,
+    RedisGateway,
+    ScriptCall,
+)
 
 __all__ = [
     "JetStream",
@@ -16,5 +21,6 @@ __all__ = [
     "RedisAuthenticationError",
     "RedisError",
     "RedisGateway",
+    "ScriptCall",
     "open_bridge",
 ]

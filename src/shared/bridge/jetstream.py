@@ -146,7 +146,7 @@ class JetStream:
 
     def acker(self, messages: Sequence[JetStreamMessage]) -> Callable[[], Awaitable[None]]:
         """An asyncio-side step acknowledging ``messages``, to run inside another crossing
-        (``RedisGateway.script_then``): one crossing for a batch's Redis step and its acks."""
+        (``RedisGateway.scripts_then``): one crossing for a batch's Redis step and its acks."""
         handles = [m.handle for m in messages]
 
         async def ack_all() -> None:

@@ -6,37 +6,53 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bridge.loop import crossing
+from shared.names import SINGLE_SERVER, KeyLayout, cluster_layout
 
 Command = Sequence[str | int | float | bytes]
+#: One call of a script: its KEYS and its ARGV.
+ScriptCall = tuple[Sequence[str], Sequence[str | int]]
+#: A ``REDIS_URL`` scheme that names a Redis Cluster (any of its nodes).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
-__all__ = ["Command", "RedisAuthenticationError", "RedisError", "RedisGateway"]
+__all__ = ["Command", "RedisAuthenticationError", "RedisError", "RedisGateway", "ScriptCall"]
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+    return url.startswith(CLUSTER_SCHEMES)
 
 
 class RedisGateway:
-    """Commands, pipelines and Lua scripts on one Redis, for trio code.
+    """Commands, pipelines and Lua scripts on one Redis or one Redis Cluster, for trio code.
 
     Replies are decoded to ``str``. Each method crosses into asyncio once, so batch work into
-    one pipeline or one script call.
+    one pipeline or one script call. ``layout`` says where the pipeline's state lives: on a
+    cluster, every script's keys belong to one slot group, and a pipeline may mix groups
+    (redis-py sends each command to the master of its slot).
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, layout: KeyLayout) -> None:
         self._client = client
+        self.layout = layout
         self._scripts: dict[str, AsyncScript] = {}
 
     @classmethod
     async def connect(cls, url: str) -> RedisGateway:
         """A gateway for ``url``; connections are opened lazily and re-opened after failures."""
+        if is_cluster_url(url):
+            return cls(await crossing(_make_cluster_client)(url), cluster_layout())
         client = await crossing(_make_client)(url)
-        return cls(client)
+        return cls(client, SINGLE_SERVER)
 
     async def call(self, *command: str | int | float | bytes) -> Any:
         """Run one command and return its reply."""
@@ -56,20 +72,28 @@ class RedisGateway:
         """Run the Lua ``source`` (cached by SHA on the server) with ``keys`` and ``args``."""
         return await crossing(_run_script)(self._script(source), keys, args)
 
-    async def script_then(
+    async def scripts(self, source: str, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run the Lua ``source`` once per ``(keys, args)`` in one round trip; the replies.
+
+        What a slot group's work becomes on a cluster: one script call per group touched.
+        """
+        if len(calls) == 1:
+            return [await self.script(source, *calls[0])]
+        return await crossing(_run_scripts)(self._client, self._script(source), calls)
+
+    async def scripts_then(
         self,
         source: str,
-        keys: Sequence[str],
-        args: Sequence[str | int],
+        calls: Sequence[ScriptCall],
         then: Callable[[], Awaitable[None]],
-    ) -> Any:
-        """Run a Lua script and, once it succeeded, the asyncio-side step ``then`` (such as
-        ``JetStream.acker``): both in one crossing.
+    ) -> tuple[list[Any], Exception | None]:
+        """Run the Lua ``source`` per ``(keys, args)`` and, once they all succeeded, the
+        asyncio-side step ``then`` (such as ``JetStream.acker``): all in one crossing.
 
-        Returns the script's reply and what ``then`` raised (None when it succeeded): a failed
-        ``then`` must not make the caller run the script again.
+        Returns the scripts' replies and what ``then`` raised (None when it succeeded): a
+        failed ``then`` must not make the caller run the scripts again.
         """
-        return await crossing(_run_script_then)(self._script(source), keys, args, then)
+        return await crossing(_run_scripts_then)(self._client, self._script(source), calls, then)
 
     async def unlink_matching(self, pattern: str, batch: int = 1000) -> int:
         """Delete every key matching ``pattern`` with SCAN + UNLINK (never KEYS); return count."""
@@ -98,7 +122,42 @@ async def _make_client(url: str) -> aioredis.Redis:
     )
 
 
-async def _run_pipeline(client: aioredis.Redis, commands: Sequence[Command]) -> list[Any]:
+async def _make_cluster_client(url: str) -> RedisCluster:
+    # Same retries as one server; redis-py follows MOVED/ASK and re-reads the topology after a
+    # failover by itself.
+    return RedisCluster.from_url(
+        url.replace("+cluster", "", 1),
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=15,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=6),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+async def _run_scripts(
+    client: aioredis.Redis | RedisCluster,
+    script: AsyncScript,
+    calls: Sequence[ScriptCall],
+) -> list[Any]:
+    for attempt in range(2):
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return list(await pipe.execute())
+        except NoScriptError:
+            if attempt:
+                raise
+            # A node that has not run it yet (new, restarted, failed over): load it everywhere.
+            await client.script_load(script.script)
+    raise AssertionError("unreachable")
+
+
+async def _run_pipeline(
+    client: aioredis.Redis | RedisCluster, commands: Sequence[Command]
+) -> list[Any]:
     async with client.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*command)
@@ -109,21 +168,24 @@ async def _run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[s
     return await script(keys=list(keys), args=list(args))
 
 
-async def _run_script_then(
+async def _run_scripts_then(
+    client: aioredis.Redis | RedisCluster,
     script: AsyncScript,
-    keys: Sequence[str],
-    args: Sequence[str | int],
+    calls: Sequence[ScriptCall],
     then: Callable[[], Awaitable[None]],
-) -> Any:
-    reply = await script(keys=list(keys), args=list(args))
+) -> tuple[list[Any], Exception | None]:
+    if len(calls) == 1:
+        replies = [await script(keys=list(calls[0][0]), args=list(calls[0][1]))]
+    else:
+        replies = await _run_scripts(client, script, calls)
     try:
         await then()
     except Exception as exc:
-        return reply, exc
-    return reply, None
+        return replies, exc
+    return replies, None
 
 
-async def _unlink_matching(client: aioredis.Redis, pattern: str, batch: int) -> int:
+async def _unlink_matching(client: aioredis.Redis | RedisCluster, pattern: str, batch: int) -> int:
     removed = 0
     chunk: list[str] = []
     async for key in client.scan_iter(match=pattern, count=batch):
@@ -136,7 +198,9 @@ async def _unlink_matching(client: aioredis.Redis, pattern: str, batch: int) -> 
     return removed
 
 
-async def _zrem_matching(client: aioredis.Redis, zset: str, pattern: str, batch: int) -> int:
+async def _zrem_matching(
+    client: aioredis.Redis | RedisCluster, zset: str, pattern: str, batch: int
+) -> int:
     removed = 0
     chunk: list[str] = []
     async for member, _ in client.zscan_iter(zset, match=pattern, count=batch):
