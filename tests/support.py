@@ -10,7 +10,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -25,9 +25,31 @@ POLL_S = 0.05
 
 
 def redis_client(system: LocalSystem) -> redis.Redis:
-    """A plain (synchronous) client of the system's Redis, replies decoded."""
+    """A plain (synchronous) client of the system's Redis (or Redis Cluster), replies decoded."""
     assert system.redis_url
+    if system.redis_url.startswith("redis+cluster://"):
+        url = system.redis_url.replace("+cluster", "", 1)
+        cluster: Any = redis.RedisCluster.from_url(url, decode_responses=True)
+        return cast(redis.Redis, cluster)
     return redis.Redis.from_url(system.redis_url, decode_responses=True)
+
+
+def layout_of(system: LocalSystem) -> names.KeyLayout:
+    """Where the system's pipeline state lives (slot groups on a cluster)."""
+    assert system.redis_url
+    if system.redis_url.startswith("redis+cluster://"):
+        return names.cluster_layout()
+    return names.SINGLE_SERVER
+
+
+def consumption_records(
+    client: redis.Redis, layout: names.KeyLayout, keys: list[str]
+) -> list[str | None]:
+    """Each key's record in its slot group's ``test:consumed`` (None: not consumed)."""
+    found: dict[str, str | None] = {}
+    for group, part in layout.by_group(keys).items():
+        found.update(zip(part, client.hmget(group.name(names.TEST_CONSUMED), part), strict=True))
+    return [found[key] for key in keys]
 
 
 @dataclass(frozen=True)
@@ -46,9 +68,14 @@ class Tally:
 def tally(system: LocalSystem) -> Tally:
     """Count, key by key, what was lost, counted twice or consumed without being generated."""
     client = redis_client(system)
+    groups = layout_of(system).groups
     generated = int(client.get(names.METRICS_GENERATED) or 0)
-    consumed_count = int(client.get(names.TEST_COUNTED) or 0)
-    records = set(client.hkeys(names.TEST_CONSUMED))
+    consumed_count = sum(int(client.get(g.name(names.TEST_COUNTED)) or 0) for g in groups)
+    records: set[str] = set()
+    for group in groups:
+        part = client.hkeys(group.name(names.TEST_CONSUMED))
+        assert not records & set(part), "a key recorded in two slot groups"
+        records.update(part)
     expected = {names.gen_key(i) for i in range(generated)}
     return Tally(
         generated=generated,
@@ -56,8 +83,8 @@ def tally(system: LocalSystem) -> Tally:
         lost=len(expected - records),
         unexpected=len(records - expected),
         duplicates=consumed_count - len(records),
-        pending=int(client.zcard(names.EXPIRY_DUE)),
-        inflight=int(client.zcard(names.EXPIRY_LEASES)),
+        pending=sum(int(client.zcard(g.name(names.EXPIRY_DUE))) for g in groups),
+        inflight=sum(int(client.zcard(g.name(names.EXPIRY_LEASES))) for g in groups),
     )
 
 
@@ -183,9 +210,10 @@ class RecoveryWatch:
 
     def _poll(self) -> None:
         client = redis_client(self.system)
+        layout = layout_of(self.system)
         while self._missing and not self._stop.is_set():
             try:
-                found = client.hmget(names.TEST_CONSUMED, self._missing)
+                found = consumption_records(client, layout, self._missing)
             except redis.RedisError:
                 # A fault may drop this connection too; the next poll reconnects.
                 time.sleep(POLL_S)

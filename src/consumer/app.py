@@ -45,7 +45,7 @@ async def check_keyspace_events(redis: RedisGateway) -> bool:
     by key pattern itself; the listener then subscribes there instead of to the keyevent one.
     """
     try:
-        reply = await redis.call("CONFIG", "GET", "notify-keyspace-events")
+        flags = await redis.config_get("notify-keyspace-events")
     except RedisAuthenticationError as exc:
         log.error(
             "Redis refused the credentials in REDIS_URL (%s): fix REDIS_URL; until then this "
@@ -63,10 +63,6 @@ async def check_keyspace_events(redis: RedisGateway) -> bool:
             return False
         log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'KEx'", exc)
         return False
-    if isinstance(reply, dict):
-        flags = str(reply.get("notify-keyspace-events", ""))
-    else:
-        flags = str(reply[1]) if isinstance(reply, list) and len(reply) > 1 else ""
     expiries = "x" in flags or "A" in flags
     if not expiries or ("E" not in flags and "K" not in flags):
         log.error(

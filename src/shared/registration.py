@@ -52,7 +52,7 @@ async def ensure_library(redis: RedisGateway) -> int:
     if loaded is not None and loaded >= wanted:
         return loaded
     try:
-        await redis.call("FUNCTION", "LOAD", "REPLACE", scripts.FUNCTION_LIBRARY)
+        await redis.function_load(scripts.FUNCTION_LIBRARY)
     except RedisError as exc:
         if "unknown command" in str(exc).lower():
             raise FunctionsUnsupported(str(exc)) from None

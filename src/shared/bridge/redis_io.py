@@ -95,6 +95,15 @@ class RedisGateway:
         """
         return await crossing(_run_scripts_then)(self._client, self._script(source), calls, then)
 
+    async def config_get(self, name: str) -> str:
+        """The value of the setting ``name`` ('' when unknown); on a cluster, one node's."""
+        reply = await crossing(self._client.config_get)(name)
+        return str(reply.get(name, "")) if isinstance(reply, dict) else ""
+
+    async def function_load(self, code: str) -> None:
+        """``FUNCTION LOAD REPLACE`` the library ``code``: on every master of a cluster."""
+        await crossing(self._client.function_load)(code, replace=True)
+
     async def unlink_matching(self, pattern: str, batch: int = 1000) -> int:
         """Delete every key matching ``pattern`` with SCAN + UNLINK (never KEYS); return count."""
         return await crossing(_unlink_matching)(self._client, pattern, batch)

@@ -1,0 +1,67 @@
+"""The whole system on a Redis Cluster of 3 masters and 3 replicas (real nodes on loopback).
+
+Keyspace events are node-local, so the listeners subscribe on every master and follow the
+topology; every script touches one slot group's keys. A master killed mid-run (kill -9) is
+replaced by its replica; every key is still consumed exactly once. Redis replicates
+asynchronously: a write acknowledged in the last moment before the kill can be lost with
+the master (README, "Redis Cluster"); on loopback that window is a few microseconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import names
+from tests.support import check_every_key, check_jetstream_settled, layout_of, redis_client
+
+from .conftest import StartSystem
+from .test_faults import check_exactly_once, run_with_fault
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+CLUSTER_KEYS = 20_000
+
+
+def test_20000_keys_exactly_once_on_a_redis_cluster(start_system: StartSystem) -> None:
+    system = start_system(redis_cluster=True)
+    assert system.redis_cluster is not None
+    started = system.start_test(num_keys=CLUSTER_KEYS, key_delay=0)
+    status = system.wait_test_end(timeout=240)
+    assert status["test_id"] == started["test_id"], status
+    assert status["state"] == "finished", status
+    assert status["generated"] == CLUSTER_KEYS
+    check_every_key(system, status)
+    check_jetstream_settled(system)
+    # The state really is spread: every slot group holds records of the test, and the
+    # groups' hash tags put them on every master.
+    client = redis_client(system)
+    layout = layout_of(system)
+    sizes = [client.hlen(group.name(names.TEST_CONSUMED)) for group in layout.groups]
+    assert all(size > 0 for size in sizes) and sum(sizes) == CLUSTER_KEYS, sizes
+    masters = {
+        system.redis_cluster.master_of_slot(names.key_slot(g.tag)).port for g in layout.groups
+    }
+    assert len(masters) == 3, masters
+
+
+def test_a_redis_master_killed_mid_run(start_system: StartSystem) -> None:
+    system = start_system(redis_cluster=True)
+    cluster = system.redis_cluster
+    assert cluster is not None
+    # The master holding the listener slots and the most groups would be the hardest; any
+    # master will do: the one serving the middle of the slot range.
+    victim = cluster.master_of_slot(names.HASH_SLOTS // 2)
+
+    def kill_master() -> None:
+        cluster.kill(victim)
+        cluster.wait_failover(timeout=30)
+
+    status, row = run_with_fault(
+        system, "kill -9 a Redis Cluster master (3 masters + 3 replicas)", kill_master
+    )
+    assert not victim.process.running
+    assert victim not in cluster.masters()
+    assert status["state"] == "finished"
+    check_exactly_once(system, status, row)
+    for process in system.consumer_processes:
+        assert "Traceback" not in process.log_text(), process.log_text()[-3000:]
