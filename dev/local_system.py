@@ -205,6 +205,188 @@ class RedisServer:
         self.process.stop()
 
 
+def redis_cli(port: int, *args: str, timeout: float = 5) -> str:
+    """What ``redis-cli -p port args`` prints (raises CalledProcessError when it fails)."""
+    argv = [find_binary("redis-cli"), "-p", str(port), *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class ClusterNodeLine:
+    """One line of ``CLUSTER NODES``: a node's port, role, failure flag and slot ranges."""
+
+    port: int
+    master: bool
+    failed: bool
+    slots: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def parse(cls, line: str) -> ClusterNodeLine:
+        """``<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link>
+        <slot ranges...>``; importing/migrating entries (``[...]``) are not ranges served."""
+        fields = line.split()
+        flags = fields[2].split(",")
+        ranges = []
+        for entry in fields[8:]:
+            if not entry.startswith("["):
+                first, _, last = entry.partition("-")
+                ranges.append((int(first), int(last or first)))
+        return cls(
+            port=int(fields[1].split("@")[0].rsplit(":", 1)[1]),
+            master="master" in flags,
+            failed="fail" in flags,
+            slots=tuple(ranges),
+        )
+
+    def serves(self, slot: int) -> bool:
+        """Whether ``slot`` is in one of this node's ranges."""
+        return any(first <= slot <= last for first, last in self.slots)
+
+
+class RedisClusterNodes:
+    """A Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas each.
+
+    Every node is a ``RedisServer`` (same keyspace events and expiry settings) with cluster mode
+    on, so a test can kill a master with SIGKILL and watch its replica take over.
+    """
+
+    SLOTS = 16384
+
+    def __init__(
+        self,
+        workdir: Path,
+        masters: int = 3,
+        replicas: int = 1,
+        keyspace_events: str = "KEx",
+        node_timeout_ms: int = 1000,
+    ) -> None:
+        self.master_count = masters
+        self.replicas = replicas
+        self.nodes: list[RedisServer] = []
+        for _ in range(masters * (1 + replicas)):
+            cluster_args = [
+                "--cluster-enabled",
+                "yes",
+                # Relative to the node's --dir, where redis-server runs.
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(node_timeout_ms),
+                # The bus port defaults to port + 10000: past 65535 for many free ports.
+                "--cluster-port",
+                str(free_port()),
+                # A replica that lagged on a busy test machine must still take over.
+                "--cluster-replica-validity-factor",
+                "0",
+            ]
+            server = RedisServer(workdir, keyspace_events=keyspace_events, extra=cluster_args)
+            self.nodes.append(server)
+
+    @property
+    def url(self) -> str:
+        """The REDIS_URL of the cluster: its first node, under the ``redis+cluster`` scheme."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> RedisClusterNodes:
+        """Start every node, join them into a cluster and wait until it serves every slot.
+
+        If the cluster does not form, every node is stopped and the error carries their logs.
+        """
+        try:
+            for node in self.nodes:
+                node.start()
+            redis_cli(
+                self.nodes[0].port,
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{node.port}" for node in self.nodes],
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+                timeout=60,
+            )
+            wait_until(self._formed, 30, "the Redis cluster", interval=0.1)
+        except Exception as exc:
+            logs = self.logs()
+            self.stop()
+            raise RuntimeError(f"the Redis cluster did not start ({exc}):\n{logs}") from None
+        return self
+
+    def _formed(self) -> bool:
+        """Every node knows every other and serves every slot; every replica is in sync."""
+        for node in self.nodes:
+            info = redis_cli(node.port, "CLUSTER", "INFO")
+            expected = [
+                "cluster_state:ok",
+                f"cluster_slots_assigned:{self.SLOTS}",
+                f"cluster_known_nodes:{len(self.nodes)}",
+            ]
+            if not all(line in info for line in expected):
+                return False
+            replication = redis_cli(node.port, "INFO", "replication")
+            if "role:slave" in replication and "master_link_status:up" not in replication:
+                return False
+        return len(self.masters()) == self.master_count
+
+    def running(self) -> list[RedisServer]:
+        """The nodes whose process is alive."""
+        return [node for node in self.nodes if node.process.running]
+
+    def topology(self, node: RedisServer | None = None) -> list[ClusterNodeLine]:
+        """``CLUSTER NODES`` as ``node`` (by default the first running node) sees it now."""
+        node = node or self.running()[0]
+        text = redis_cli(node.port, "CLUSTER", "NODES")
+        return [ClusterNodeLine.parse(line) for line in text.splitlines() if line]
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now and not flagged as failed."""
+        ports = {line.port for line in self.topology() if line.master and not line.failed}
+        return [node for node in self.running() if node.port in ports]
+
+    def master_of_slot(self, slot: int) -> RedisServer:
+        """The running master that serves ``slot`` now."""
+        for line in self.topology():
+            if line.master and not line.failed and line.serves(slot):
+                return next(node for node in self.running() if node.port == line.port)
+        raise LookupError(f"no running master serves slot {slot}")
+
+    def kill(self, node: RedisServer) -> None:
+        """SIGKILL ``node``: no goodbye to the cluster, as when a machine dies."""
+        node.process.kill()
+
+    def wait_failover(self, timeout: float = 30) -> None:
+        """Wait until every running node sees the cluster ok, each slot on a running master."""
+        wait_until(
+            lambda: all(self._recovered_for(node) for node in self.running()),
+            timeout,
+            "the Redis cluster's failover",
+            interval=0.1,
+        )
+
+    def _recovered_for(self, node: RedisServer) -> bool:
+        """Whether ``node`` reports cluster_state:ok and places every slot on a running master."""
+        if "cluster_state:ok" not in redis_cli(node.port, "CLUSTER", "INFO"):
+            return False
+        running = {server.port for server in self.running()}
+        served = 0
+        for line in self.topology(node):
+            if line.master and not line.failed and line.port in running:
+                served += sum(last - first + 1 for first, last in line.slots)
+        return served == self.SLOTS
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+    def logs(self) -> str:
+        """The tail of every node's log, for failure messages."""
+        return "\n".join(
+            f"--- redis {node.port}\n{node.process.log_text()[-2000:]}" for node in self.nodes
+        )
+
+
 class NatsServer:
     """A nats-server with JetStream, its store in a temporary folder, monitoring enabled.
 

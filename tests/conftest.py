@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from dev.local_system import LocalSystem, NatsServer, RedisServer
+from dev.local_system import LocalSystem, NatsServer, RedisClusterNodes, RedisServer
 
 settings.register_profile(
     "project", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
@@ -23,6 +23,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """A private Redis Cluster: 3 masters with a replica each, every slot served."""
+    cluster = RedisClusterNodes(tmp_path).start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 import trio
 
@@ -11,7 +12,7 @@ from consumer.readiness import Readiness
 from shared import telemetry
 from shared.backoff import Backoff
 from shared.patterns import KeyPatterns
-from shared.pubsub import PubSubError, RedisAddress, Subscriber
+from shared.pubsub import PubSubError, RedisAddress, Subscription, open_subscription
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ async def run_expiry_listener(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Subscribe to ``channel`` and send batches of expired keys matching ``patterns``.
+    """Subscribe to ``channel`` (on every master of a cluster) and send batches of expired keys
+    matching ``patterns``.
 
     Pub/sub drops events while disconnected, so a lost connection is re-subscribed with
     back-off at once; what was missed meanwhile is the sweeper's to find. ``started`` fires
@@ -46,37 +48,38 @@ async def run_expiry_listener(
     started = False
     async with send:
         while True:
-            try:
-                subscriber = await Subscriber.connect(address, channel)
-            except (OSError, PubSubError) as exc:
-                readiness.subscribed = False
-                if backoff.attempts % 20 == 0:
-                    log.warning("cannot subscribe to Redis expirations (%s); retrying", exc)
-                await backoff.wait()
-                continue
-            readiness.subscribed = True
-            log.info("subscribed to %s%s", channel, " again" if started else "")
-            backoff.reset()
-            if not started:
-                started = True
-                task_status.started()
-            try:
-                await _pass_on(subscriber, patterns, send, stall_s, holding)
-            except SlotLost:
-                log.info("the listener slot's lease ran out; no longer listening")
-                return
-            except Stalled as exc:
-                readiness.subscribed = False
-                telemetry.ERRORS.labels("expiry_listener").inc()
-                log.warning("%s; dropping the events read meanwhile and resubscribing", exc)
-            except (OSError, PubSubError) as exc:
-                readiness.subscribed = False
-                telemetry.ERRORS.labels("expiry_listener").inc()
-                log.warning("Redis subscription lost (%s); resubscribing", exc)
-            finally:
-                readiness.subscribed = False
-                with trio.CancelScope(shield=True):
-                    await subscriber.aclose()
+            async with AsyncExitStack() as stack:  # leaving it closes the subscription
+                try:
+                    subscription = await stack.enter_async_context(
+                        open_subscription(address, channel)
+                    )
+                except (OSError, PubSubError) as exc:
+                    readiness.subscribed = False
+                    if backoff.attempts % 20 == 0:
+                        log.warning("cannot subscribe to Redis expirations (%s); retrying", exc)
+                    await backoff.wait()
+                    continue
+                readiness.subscribed = True
+                log.info("subscribed to %s%s", channel, " again" if started else "")
+                backoff.reset()
+                if not started:
+                    started = True
+                    task_status.started()
+                try:
+                    await _pass_on(subscription, patterns, send, stall_s, holding)
+                except SlotLost:
+                    log.info("the listener slot's lease ran out; no longer listening")
+                    return
+                except Stalled as exc:
+                    readiness.subscribed = False
+                    telemetry.ERRORS.labels("expiry_listener").inc()
+                    log.warning("%s; dropping the events read meanwhile and resubscribing", exc)
+                except (OSError, PubSubError) as exc:
+                    readiness.subscribed = False
+                    telemetry.ERRORS.labels("expiry_listener").inc()
+                    log.warning("Redis subscription lost (%s); resubscribing", exc)
+                finally:
+                    readiness.subscribed = False
 
 
 class Stalled(Exception):
@@ -88,7 +91,7 @@ class SlotLost(Exception):
 
 
 async def _pass_on(
-    subscriber: Subscriber,
+    subscription: Subscription,
     patterns: KeyPatterns,
     send: trio.MemorySendChannel[list[str]],
     stall_s: float,
@@ -103,7 +106,7 @@ async def _pass_on(
         nursery.start_soon(clock.tick)
         try:
             while True:
-                payloads = await subscriber.receive_batch()
+                payloads = await subscription.receive_batch()
                 clock.check()
                 if not holding():
                     raise SlotLost

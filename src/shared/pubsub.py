@@ -5,12 +5,19 @@ frequent thing a consumer does. Going through redis-py's asyncio pub/sub costs o
 crossing and one parser round trip per message; this reader takes whole socket reads, lets
 hiredis (the parser redis-py itself uses) split them into messages, and hands back every message
 that arrived in one read as one batch.
+
+On a Redis Cluster each node publishes only the events of its own keys, so
+``open_subscription`` subscribes on every master and follows failovers (``ClusterSubscription``).
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -18,7 +25,18 @@ import trio
 
 from shared.config import redact
 
+log = logging.getLogger(__name__)
+
 _READ_SIZE = 256 * 1024
+#: How long to wait for a cluster node to accept a connection and answer, before trying the next
+#: one: a host that vanished (rather than refusing) would otherwise hold a refresh for minutes.
+_NODE_TIMEOUT_S = 3.0
+#: Batches the per-master readers may get ahead of ``receive_batch``: beyond it they stop reading,
+#: and Redis buffers (then drops the subscriber at its pubsub output limit), as with one node.
+_BATCHES_BUFFERED = 64
+
+#: A cluster node: (host, port).
+Node = tuple[str, int]
 
 
 class PubSubError(ConnectionError):
@@ -27,7 +45,10 @@ class PubSubError(ConnectionError):
 
 @dataclass(frozen=True)
 class RedisAddress:
-    """Where and how to reach Redis, taken from a ``redis://`` or ``rediss://`` URL."""
+    """Where and how to reach Redis, taken from a ``redis://`` or ``rediss://`` URL.
+
+    ``redis+cluster://`` and ``rediss+cluster://`` name one node (a seed) of a Redis Cluster.
+    """
 
     host: str
     port: int
@@ -37,6 +58,8 @@ class RedisAddress:
     tls: bool
     #: The CA to trust for ``rediss://`` (the URL's ``ssl_ca_certs``, as redis-py reads it).
     ca_file: str | None = None
+    #: The URL names a seed node of a Redis Cluster (scheme ``redis+cluster``/``rediss+cluster``).
+    cluster: bool = False
 
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
@@ -54,9 +77,14 @@ class RedisAddress:
             db=db,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            tls=parts.scheme == "rediss",
+            tls=parts.scheme in ("rediss", "rediss+cluster"),
             ca_file=ca_files[-1] if ca_files else None,
+            cluster=parts.scheme.endswith("+cluster"),
         )
+
+    def at(self, node: Node) -> RedisAddress:
+        """This address pointed at one ``node`` of the cluster (same credentials and TLS)."""
+        return replace(self, host=node[0], port=node[1], cluster=False)
 
 
 def is_pattern(channel: str) -> bool:
@@ -73,45 +101,35 @@ def _encode(*args: bytes | str) -> bytes:
     return b"".join(out)
 
 
-class Subscriber:
-    """One subscription connection; ``receive_batch`` returns the payloads of ``message``s."""
+class RespConnection:
+    """A plain connection to one Redis node: connect (TLS), authenticate, send commands."""
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
         self._reader = hiredis.Reader()
 
     @classmethod
-    async def connect(cls, address: RedisAddress, channel: str) -> Subscriber:
-        """Connect, authenticate and subscribe to ``channel``; returns once subscribed.
-
-        A ``channel`` with glob characters (``*?[``) after its ``__:`` is a pattern
-        (PSUBSCRIBE), as for the keyspace channels ``__keyspace@0__:<key pattern>``;
-        several channels are separated by ``,,``.
-        """
+    async def open(cls, address: RedisAddress) -> Self:
+        """Connect to ``address`` and authenticate; returns once Redis accepted the password."""
         stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
         if address.tls:
             context = ssl.create_default_context(cafile=address.ca_file)
             stream = trio.SSLStream(stream, context, server_hostname=address.host)
-        subscriber = cls(stream)
+        connection = cls(stream)
         try:
             if address.password is not None:
                 auth: tuple[str, ...] = (address.password,)
                 if address.username:
                     auth = (address.username, address.password)
-                await subscriber._command(_encode("AUTH", *auth))
-            for one in channel.split(",,"):
-                command = "PSUBSCRIBE" if is_pattern(one) else "SUBSCRIBE"
-                await stream.send_all(_encode(command, one))
-                reply = await subscriber._reply()
-                if not (isinstance(reply, list) and reply[:1] == [command.lower().encode()]):
-                    raise PubSubError(f"{command} {one} answered {reply!r}")
+                await connection.command("AUTH", *auth)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        return subscriber
+        return connection
 
-    async def _command(self, payload: bytes) -> object:
-        await self._stream.send_all(payload)
+    async def command(self, *args: bytes | str) -> object:
+        """Send one command and return its reply (a Redis error raises ``PubSubError``)."""
+        await self._stream.send_all(_encode(*args))
         return await self._reply()
 
     async def _reply(self) -> object:
@@ -128,6 +146,34 @@ class Subscriber:
         if not data:
             raise PubSubError("Redis closed the subscription connection")
         self._reader.feed(bytes(data))
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self._stream.aclose()
+
+
+class Subscriber(RespConnection):
+    """One subscription connection; ``receive_batch`` returns the payloads of ``message``s."""
+
+    @classmethod
+    async def connect(cls, address: RedisAddress, channel: str) -> Subscriber:
+        """Connect, authenticate and subscribe to ``channel``; returns once subscribed.
+
+        A ``channel`` with glob characters (``*?[``) after its ``__:`` is a pattern
+        (PSUBSCRIBE), as for the keyspace channels ``__keyspace@0__:<key pattern>``;
+        several channels are separated by ``,,``.
+        """
+        subscriber = await cls.open(address)
+        try:
+            for one in channel.split(",,"):
+                command = "PSUBSCRIBE" if is_pattern(one) else "SUBSCRIBE"
+                reply = await subscriber.command(command, one)
+                if not (isinstance(reply, list) and reply[:1] == [command.lower().encode()]):
+                    raise PubSubError(f"{command} {one} answered {reply!r}")
+        except BaseException:
+            await trio.aclose_forcefully(subscriber._stream)
+            raise
+        return subscriber
 
     async def receive_batch(self) -> list[bytes]:
         """Wait for at least one read from the socket; return the expired keys it held.
@@ -150,6 +196,255 @@ class Subscriber:
                     keys.append(reply[2].split(b"__:", 1)[1])
         return keys
 
-    async def aclose(self) -> None:
-        """Close the connection."""
-        await self._stream.aclose()
+
+class Subscription(Protocol):
+    """What the expiry listener reads: batches of expired keys, from one node or a cluster."""
+
+    async def receive_batch(self) -> list[bytes]:
+        """Wait until at least one key expired; return the expired keys heard."""
+        ...
+
+
+@asynccontextmanager
+async def open_subscription(
+    address: RedisAddress, channel: str, refresh_s: float = 1.0
+) -> AsyncIterator[Subscription]:
+    """Subscribe to ``channel`` on Redis: on its one server, or on every master of a cluster.
+
+    Returns once subscribed; connection errors raise ``OSError`` or ``PubSubError``. On a
+    cluster, the masters are read again every ``refresh_s`` seconds (see ClusterSubscription).
+    """
+    if address.cluster:
+        async with ClusterSubscription.open(address, channel, refresh_s) as subscription:
+            yield subscription
+        return
+    subscriber = await Subscriber.connect(address, channel)
+    try:
+        yield subscriber
+    finally:
+        with trio.CancelScope(shield=True):
+            await subscriber.aclose()
+
+
+async def cluster_masters(address: RedisAddress, known: Sequence[Node] = ()) -> list[Node]:
+    """The masters of the cluster that serve slots, as the first node to answer tells.
+
+    The seed ``address`` is asked first, then the ``known`` nodes (so a dead seed does not
+    blind a running subscription). Raises ``PubSubError`` when no node answers.
+    """
+    failures = []
+    for node in dict.fromkeys([(address.host, address.port), *known]):
+        try:
+            with trio.fail_after(_NODE_TIMEOUT_S):
+                connection = await RespConnection.open(address.at(node))
+                try:
+                    reply = await connection.command("CLUSTER", "NODES")
+                finally:
+                    await connection.aclose()
+        except (OSError, PubSubError, trio.TooSlowError) as exc:
+            failures.append(f"{node[0]}:{node[1]} ({exc or 'timed out'})")
+            continue
+        masters = serving_masters(reply.decode() if isinstance(reply, bytes) else "", node)
+        if masters:
+            return masters
+        failures.append(f"{node[0]}:{node[1]} (knows no master serving slots)")
+    raise PubSubError(
+        "no node of the Redis cluster told its masters: "
+        + ", ".join(failures)
+        + "; check REDIS_URL (redis+cluster://host:port of a node) and the cluster's state"
+    )
+
+
+def serving_masters(cluster_nodes: str, asked: Node) -> list[Node]:
+    """The (host, port) of the masters serving slots in a ``CLUSTER NODES`` reply.
+
+    A line reads ``<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch>
+    <link> <slot ranges...>``. A master flagged ``fail`` is left out: a majority of masters
+    agreed it is down, and its replica takes over and shows up as a master of its own. One
+    flagged ``fail?`` is kept: that is one node's suspicion, maybe of a node that only it
+    cannot reach; subscribing to a dead node costs a failed connection, while leaving out a
+    live one would lose its events. The announced hostname, if any, is preferred to the IP
+    (it is what a TLS certificate names); ``asked`` stands in for a node that does not know
+    its own IP yet.
+    """
+    masters = []
+    for line in cluster_nodes.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        flags = set(fields[2].split(","))
+        slots = [entry for entry in fields[8:] if not entry.startswith("[")]
+        if "master" not in flags or flags & {"fail", "noaddr", "handshake"} or not slots:
+            continue
+        endpoint, _, bus = fields[1].partition("@")
+        ip, _, port = endpoint.rpartition(":")
+        # After the bus port: ",hostname", then (Redis 7.2+) ",name=value" auxiliary fields.
+        _, *extras = bus.split(",")
+        hostname = extras[0] if extras and "=" not in extras[0] else ""
+        host = hostname or ip or (asked[0] if "myself" in flags else "")
+        if host:
+            masters.append((host, int(port)))
+    return masters
+
+
+@dataclass
+class _Follower:
+    """The subscription on one master: its task's cancel scope and how far it got."""
+
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: Set once the attempt to subscribe ended, subscribed or not.
+    tried: trio.Event = field(default_factory=trio.Event)
+    subscribed: bool = False
+
+
+class ClusterSubscription:
+    """The same channel subscribed on every master of a Redis Cluster, following its topology.
+
+    Keyspace events are node-local: a key's expiry is published only by the master that holds
+    it, so one reader per master feeds a memory channel. Every ``refresh_s`` the masters are read
+    again: a replica promoted by a failover (or a node added) is subscribed, a node no longer
+    master is let go. A reader whose connection fails warns once and ends; the next refresh
+    brings it back while its node is still a master. Events published while a master has no
+    reader (between its promotion and the next refresh) are lost, as on a reconnect: the
+    sweepers find those keys.
+    """
+
+    def __init__(self, address: RedisAddress, channel: str, nursery: trio.Nursery) -> None:
+        self._address = address
+        self._channel = channel
+        self._nursery = nursery
+        self._followed: dict[Node, _Follower] = {}
+        self._failing: set[Node] = set()
+        self._known: list[Node] = []
+        self._failure: PubSubError | None = None
+        self._send, self._receive = trio.open_memory_channel[list[bytes]](_BATCHES_BUFFERED)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, address: RedisAddress, channel: str, refresh_s: float
+    ) -> AsyncIterator[ClusterSubscription]:
+        """Subscribe on every master; raises ``PubSubError`` if none answers or subscribes."""
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            try:
+                subscription = cls(address, channel, nursery)
+                await subscription._subscribe_all(await cluster_masters(address))
+                nursery.start_soon(subscription._follow_topology, refresh_s)
+                yield subscription
+            except Exception as exc:
+                failure = exc  # raised below, outside the nursery, as itself
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    @property
+    def masters(self) -> list[Node]:
+        """The masters subscribed on right now."""
+        return sorted(node for node, follower in self._followed.items() if follower.subscribed)
+
+    async def receive_batch(self) -> list[bytes]:
+        """Wait until some master published an expiry; return every key heard by then.
+
+        Raises ``PubSubError`` once no master is followed and none of the cluster answers.
+        """
+        try:
+            keys = await self._receive.receive()
+        except trio.EndOfChannel:
+            assert self._failure is not None
+            raise self._failure from None
+        while True:
+            try:
+                keys += self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return keys
+
+    async def _subscribe_all(self, masters: list[Node]) -> None:
+        """Follow ``masters``, waiting until each was tried; fail if none could be subscribed."""
+        self._follow_only(masters)
+        for follower in list(self._followed.values()):
+            await follower.tried.wait()
+        if not self.masters:
+            listed = ", ".join(f"{host}:{port}" for host, port in masters)
+            raise PubSubError(f"could not subscribe on any master of the Redis cluster ({listed})")
+
+    async def _follow_topology(self, refresh_s: float) -> None:
+        """Re-read the masters every ``refresh_s``; follow exactly those.
+
+        When the cluster cannot be asked and no master is followed any more, this subscription
+        hears nothing: it ends the channel, so ``receive_batch`` raises and the listener
+        subscribes afresh with back-off.
+        """
+        async with self._send:
+            while True:
+                await trio.sleep(refresh_s)
+                try:
+                    masters = await cluster_masters(self._address, self._known)
+                except PubSubError as exc:
+                    if not self._followed:
+                        self._failure = exc
+                        return
+                    log.debug("cannot refresh the Redis cluster's masters (%s)", exc)
+                    continue
+                self._follow_only(masters)
+
+    def _follow_only(self, masters: list[Node]) -> None:
+        """Start a reader for each new master; stop those of nodes no longer masters."""
+        self._known = masters
+        self._failing &= set(masters)
+        for node in set(self._followed) - set(masters):
+            log.info("%s:%d is no longer a live master; unsubscribing from it", *node)
+            self._followed.pop(node).scope.cancel()
+        for node in masters:
+            if node not in self._followed:
+                follower = self._followed[node] = _Follower()
+                self._nursery.start_soon(self._follow, node, follower, self._send.clone())
+
+    async def _follow(
+        self, node: Node, follower: _Follower, send: trio.MemorySendChannel[list[bytes]]
+    ) -> None:
+        """Forward ``node``'s expired keys until its connection fails or it is let go."""
+        try:
+            async with send:
+                with follower.scope:
+                    subscriber = await self._subscribe(node, follower)
+                    if subscriber is not None:
+                        await self._forward(node, subscriber, send)
+        finally:
+            if self._followed.get(node) is follower:
+                del self._followed[node]
+
+    async def _subscribe(self, node: Node, follower: _Follower) -> Subscriber | None:
+        """Subscribe on ``node``; ``None`` (after a warning) if it cannot be reached."""
+        try:
+            with trio.fail_after(_NODE_TIMEOUT_S):
+                subscriber = await Subscriber.connect(self._address.at(node), self._channel)
+        except (OSError, PubSubError, trio.TooSlowError) as exc:
+            self._warn(node, f"cannot subscribe on Redis master {node[0]}:{node[1]} ({exc})")
+            return None
+        finally:
+            follower.tried.set()
+        follower.subscribed = True
+        self._failing.discard(node)
+        return subscriber
+
+    async def _forward(
+        self, node: Node, subscriber: Subscriber, send: trio.MemorySendChannel[list[bytes]]
+    ) -> None:
+        try:
+            while True:
+                await send.send(await subscriber.receive_batch())
+        except (OSError, PubSubError) as exc:
+            self._warn(node, f"lost the subscription on Redis master {node[0]}:{node[1]} ({exc})")
+        finally:
+            with trio.CancelScope(shield=True):
+                await subscriber.aclose()
+
+    def _warn(self, node: Node, message: str) -> None:
+        """Warn about ``node`` once until it is subscribed again (a dead master is retried on
+        every refresh until the cluster agrees it failed)."""
+        if node in self._failing:
+            log.debug("%s", message)
+            return
+        self._failing.add(node)
+        log.warning("%s; retrying while it is listed as a master", message)
