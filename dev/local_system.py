@@ -548,10 +548,13 @@ class LocalSystem:
     nats_url: str | None = None
     #: Run NATS as a 3-node cluster with the stream replicated on every node, in files.
     nats_cluster: bool = False
+    #: Run Redis as a cluster of 3 masters with a replica each (``redis+cluster://``).
+    redis_cluster: bool = False
     generator_port: int | None = None
     generator_host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     redis: RedisServer | None = None
+    redis_nodes: RedisClusterNodes | None = None
     nats: NatsServer | None = None
     cluster: NatsCluster | None = None
     generator: Process | None = None
@@ -579,6 +582,9 @@ class LocalSystem:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.redis_url is None and self.redis_cluster:
+            self.redis_nodes = RedisClusterNodes(self.workdir).start()
+            self.redis_url = self.redis_nodes.url
         if self.redis_url is None:
             self.redis = RedisServer(self.workdir).start()
             self.redis_url = self.redis.url
@@ -701,7 +707,7 @@ class LocalSystem:
             self.generator.signal(signal.SIGTERM)
         for process in [*self.consumer_processes, *filter(None, [self.generator])]:
             codes[process.name] = process.stop(timeout=15)
-        for server in (self.nats, self.cluster, self.redis):
+        for server in (self.nats, self.cluster, self.redis, self.redis_nodes):
             if server is not None:
                 server.stop()
         return codes

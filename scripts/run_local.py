@@ -33,6 +33,12 @@ def main() -> int:
         default=os.environ.get("NATS_CLUSTER") == "1",
         help="a 3-node NATS cluster, the stream at 3 replicas in files (also NATS_CLUSTER=1)",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=os.environ.get("REDIS_CLUSTER") == "1",
+        help="a Redis Cluster of 3 masters and 3 replicas (also REDIS_CLUSTER=1)",
+    )
     args = parser.parse_args()
     token = os.environ.get("API_TOKEN")
     host = os.environ.get("HOST") or ("0.0.0.0" if token else "127.0.0.1")
@@ -43,6 +49,7 @@ def main() -> int:
         redis_url=os.environ.get("REDIS_URL") or None,
         nats_url=os.environ.get("NATS_URL") or None,
         nats_cluster=args.nats_cluster,
+        redis_cluster=args.redis_cluster,
         generator_port=args.port,
         generator_host=host,
     )

@@ -42,20 +42,49 @@ def new_test_id() -> str:
 
 
 def write_stages(
-    layout: KeyLayout, test_id: str, first: int, count: int, ttl_ms: int
+    layout: KeyLayout, test_id: str, keys: Sequence[str], generated: int, ttl_ms: int
 ) -> list[list[Command]]:
-    """The pipelines writing keys ``first``..``first+count-1``, to run in order.
+    """The pipelines writing ``keys``, to run in order, and setting the generated count.
 
     The first reply is the current test's id (another one means Redis lost this test). The
     keys are registered with the pipeline (``shared.registration.register_stages``), so a key
     whose expiry nobody heard is still recovered. The generated count is set, not added to, so
     that the pipelines can be retried after a dropped connection.
     """
-    items = [(names.gen_key(seq), test_id) for seq in range(first, first + count)]
-    stages: list[list[Command]] = [list(stage) for stage in register_stages(layout, items, ttl_ms)]
+    items = [(key, test_id) for key in keys]
+    stages: list[list[Command]] = (
+        [list(stage) for stage in register_stages(layout, items, ttl_ms)] if items else [[]]
+    )
     stages[0].insert(0, ("HGET", names.TEST_CURRENT, "id"))
-    stages[-1].append(("SET", names.METRICS_GENERATED, first + count))
+    stages[-1].append(("SET", names.METRICS_GENERATED, generated))
     return stages
+
+
+async def unwritten(redis: RedisGateway, keys: Sequence[str]) -> list[str]:
+    """The ``keys`` of which Redis holds no trace: not registered, not claimed, not consumed.
+
+    What a retried batch writes. A failed attempt may have been partly applied (on a cluster,
+    the masters that answered took their part), and some of its keys may already have expired
+    and been handled: writing those again would make a second key of the same name.
+    """
+    layout = redis.layout
+    commands: list[Command] = []
+    order: list[str] = []
+    for group, part in layout.by_group(keys).items():
+        for key in part:
+            order.append(key)
+            commands += [
+                ("ZSCORE", group.name(names.EXPIRY_DUE), key),
+                ("EXISTS", group.dedup(key)),
+                ("HEXISTS", group.name(names.TEST_CONSUMED), key),
+            ]
+    replies = await redis.pipeline(commands)
+    traced = {
+        key
+        for i, key in enumerate(order)
+        if replies[3 * i] is not None or int(replies[3 * i + 1]) or int(replies[3 * i + 2])
+    }
+    return [key for key in keys if key not in traced]
 
 
 def keys_due(elapsed_s: float, delay_ms: int, written: int, total: int) -> int:
@@ -549,17 +578,26 @@ class TestRunner:
 
         The first reply is the current test's id: another one means Redis lost this test. A
         retry first asks whether the failed attempt was applied after all (its answer lost
-        with the connection): writing its keys again would register keys already consumed.
+        with the connection), wholly or in part: it writes only the keys Redis has no trace
+        of, since writing one again would register a key already consumed.
         """
+        keys = [names.gen_key(seq) for seq in range(first, first + count)]
         if retry:
             current, generated = await self._redis.pipeline(
                 [("HGET", names.TEST_CURRENT, "id"), ("GET", names.METRICS_GENERATED)]
             )
             if current != test_id or int(generated or 0) >= first + count:
                 return [current]
+            keys = await unwritten(self._redis, keys)
+            if len(keys) < count:
+                log.info(
+                    "a retried batch: %d of its %d keys were written already",
+                    count - len(keys),
+                    count,
+                )
         now_ms = int(time.time() * 1000)
         self._last_deadline_ms = max(self._last_deadline_ms, now_ms + ttl_ms)
-        stages = write_stages(self._redis.layout, test_id, first, count, ttl_ms)
+        stages = write_stages(self._redis.layout, test_id, keys, first + count, ttl_ms)
         try:
             return await run_stages(self._redis, stages)
         except RedisError as exc:

@@ -226,8 +226,11 @@ async def open_subscription(
             await subscriber.aclose()
 
 
-async def cluster_masters(address: RedisAddress, known: Sequence[Node] = ()) -> list[Node]:
-    """The masters of the cluster that serve slots, as the first node to answer tells.
+async def cluster_masters(
+    address: RedisAddress, known: Sequence[Node] = (), replicas: bool = False
+) -> list[Node]:
+    """The masters of the cluster that serve slots (with ``replicas``, then their replicas),
+    as the first node to answer tells.
 
     The seed ``address`` is asked first, then the ``known`` nodes (so a dead seed does not
     blind a running subscription). Raises ``PubSubError`` when no node answers.
@@ -244,7 +247,8 @@ async def cluster_masters(address: RedisAddress, known: Sequence[Node] = ()) -> 
         except (OSError, PubSubError, trio.TooSlowError) as exc:
             failures.append(f"{node[0]}:{node[1]} ({exc or 'timed out'})")
             continue
-        masters = serving_masters(reply.decode() if isinstance(reply, bytes) else "", node)
+        text = reply.decode() if isinstance(reply, bytes) else ""
+        masters = serving_masters(text, node, replicas)
         if masters:
             return masters
         failures.append(f"{node[0]}:{node[1]} (knows no master serving slots)")
@@ -255,8 +259,9 @@ async def cluster_masters(address: RedisAddress, known: Sequence[Node] = ()) -> 
     )
 
 
-def serving_masters(cluster_nodes: str, asked: Node) -> list[Node]:
-    """The (host, port) of the masters serving slots in a ``CLUSTER NODES`` reply.
+def serving_masters(cluster_nodes: str, asked: Node, replicas: bool = False) -> list[Node]:
+    """The (host, port) of the masters serving slots in a ``CLUSTER NODES`` reply, and with
+    ``replicas`` the live replicas after them.
 
     A line reads ``<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch>
     <link> <slot ranges...>``. A master flagged ``fail`` is left out: a majority of masters
@@ -267,14 +272,18 @@ def serving_masters(cluster_nodes: str, asked: Node) -> list[Node]:
     (it is what a TLS certificate names); ``asked`` stands in for a node that does not know
     its own IP yet.
     """
-    masters = []
+    masters: list[Node] = []
+    followers: list[Node] = []
     for line in cluster_nodes.splitlines():
         fields = line.split()
         if len(fields) < 8:
             continue
         flags = set(fields[2].split(","))
         slots = [entry for entry in fields[8:] if not entry.startswith("[")]
-        if "master" not in flags or flags & {"fail", "noaddr", "handshake"} or not slots:
+        if flags & {"fail", "noaddr", "handshake"}:
+            continue
+        is_master = "master" in flags and bool(slots)
+        if not is_master and not (replicas and "slave" in flags):
             continue
         endpoint, _, bus = fields[1].partition("@")
         ip, _, port = endpoint.rpartition(":")
@@ -283,8 +292,8 @@ def serving_masters(cluster_nodes: str, asked: Node) -> list[Node]:
         hostname = extras[0] if extras and "=" not in extras[0] else ""
         host = hostname or ip or (asked[0] if "myself" in flags else "")
         if host:
-            masters.append((host, int(port)))
-    return masters
+            (masters if is_master else followers).append((host, int(port)))
+    return masters + followers if masters else []
 
 
 @dataclass
@@ -298,15 +307,15 @@ class _Follower:
 
 
 class ClusterSubscription:
-    """The same channel subscribed on every master of a Redis Cluster, following its topology.
+    """The same channel subscribed on every node of a Redis Cluster, following its topology.
 
     Keyspace events are node-local: a key's expiry is published only by the master that holds
-    it, so one reader per master feeds a memory channel. Every ``refresh_s`` the masters are read
-    again: a replica promoted by a failover (or a node added) is subscribed, a node no longer
-    master is let go. A reader whose connection fails warns once and ends; the next refresh
-    brings it back while its node is still a master. Events published while a master has no
-    reader (between its promotion and the next refresh) are lost, as on a reconnect: the
-    sweepers find those keys.
+    it, so one reader per master feeds a memory channel. Replicas are subscribed too: they
+    publish no expiries (they apply their master's deletions), but the moment one is promoted
+    it does, and the keys that ran out while its master was dead all expire at that moment,
+    before any re-reading of the topology could subscribe. Every ``refresh_s`` the nodes are
+    read again: a node added is subscribed, one gone is let go. A reader whose connection fails
+    warns once and ends; the next refresh brings it back while its node is listed.
     """
 
     def __init__(self, address: RedisAddress, channel: str, nursery: trio.Nursery) -> None:
@@ -329,7 +338,7 @@ class ClusterSubscription:
         async with trio.open_nursery() as nursery:
             try:
                 subscription = cls(address, channel, nursery)
-                await subscription._subscribe_all(await cluster_masters(address))
+                await subscription._subscribe_all(await cluster_masters(address, replicas=True))
                 nursery.start_soon(subscription._follow_topology, refresh_s)
                 yield subscription
             except Exception as exc:
@@ -339,8 +348,8 @@ class ClusterSubscription:
             raise failure
 
     @property
-    def masters(self) -> list[Node]:
-        """The masters subscribed on right now."""
+    def nodes(self) -> list[Node]:
+        """The nodes (masters, then replicas waiting to be promoted) subscribed on right now."""
         return sorted(node for node, follower in self._followed.items() if follower.subscribed)
 
     async def receive_batch(self) -> list[bytes]:
@@ -364,7 +373,7 @@ class ClusterSubscription:
         self._follow_only(masters)
         for follower in list(self._followed.values()):
             await follower.tried.wait()
-        if not self.masters:
+        if not self.nodes:
             listed = ", ".join(f"{host}:{port}" for host, port in masters)
             raise PubSubError(f"could not subscribe on any master of the Redis cluster ({listed})")
 
@@ -379,7 +388,7 @@ class ClusterSubscription:
             while True:
                 await trio.sleep(refresh_s)
                 try:
-                    masters = await cluster_masters(self._address, self._known)
+                    masters = await cluster_masters(self._address, self._known, replicas=True)
                 except PubSubError as exc:
                     if not self._followed:
                         self._failure = exc

@@ -24,7 +24,7 @@ CLUSTER_KEYS = 20_000
 
 def test_20000_keys_exactly_once_on_a_redis_cluster(start_system: StartSystem) -> None:
     system = start_system(redis_cluster=True)
-    assert system.redis_cluster is not None
+    assert system.redis_nodes is not None
     started = system.start_test(num_keys=CLUSTER_KEYS, key_delay=0)
     status = system.wait_test_end(timeout=240)
     assert status["test_id"] == started["test_id"], status
@@ -38,15 +38,13 @@ def test_20000_keys_exactly_once_on_a_redis_cluster(start_system: StartSystem) -
     layout = layout_of(system)
     sizes = [client.hlen(group.name(names.TEST_CONSUMED)) for group in layout.groups]
     assert all(size > 0 for size in sizes) and sum(sizes) == CLUSTER_KEYS, sizes
-    masters = {
-        system.redis_cluster.master_of_slot(names.key_slot(g.tag)).port for g in layout.groups
-    }
+    masters = {system.redis_nodes.master_of_slot(names.key_slot(g.tag)).port for g in layout.groups}
     assert len(masters) == 3, masters
 
 
 def test_a_redis_master_killed_mid_run(start_system: StartSystem) -> None:
     system = start_system(redis_cluster=True)
-    cluster = system.redis_cluster
+    cluster = system.redis_nodes
     assert cluster is not None
     # The master holding the listener slots and the most groups would be the hardest; any
     # master will do: the one serving the middle of the slot range.

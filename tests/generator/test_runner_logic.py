@@ -4,7 +4,9 @@ from shared import names
 
 
 def test_write_commands_register_each_key_with_its_deadline() -> None:
-    stages = write_stages(names.SINGLE_SERVER, "t-1", first=10, count=3, ttl_ms=100)
+    stages = write_stages(
+        names.SINGLE_SERVER, "t-1", ["gen-key:10", "gen-key:11", "gen-key:12"], 13, ttl_ms=100
+    )
     assert stages == [
         [
             ("HGET", "test:current", "id"),

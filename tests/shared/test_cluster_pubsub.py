@@ -63,7 +63,8 @@ async def test_hears_the_expiries_on_every_master(redis_cluster: RedisClusterNod
     async with open_subscription(address, CHANNEL) as subscription:
         assert isinstance(subscription, ClusterSubscription)
         masters = sorted(address_of(node) for node in redis_cluster.masters())
-        assert subscription.masters == masters
+        # Replicas too: they publish nothing until promoted, and then at once.
+        assert subscription.nodes == sorted(address_of(node) for node in redis_cluster.nodes)
         keys = [f"exp:{i}" for i in range(300)]
         by_master = await set_expiring(redis_cluster, keys)
         assert sorted(by_master) == [port for _, port in masters], "every master holds some"
@@ -87,10 +88,10 @@ async def test_follows_a_failover_without_reopening(redis_cluster: RedisClusterN
         assert address_of(promoted) in masters and address_of(seed) not in masters
         assert sorted(await cluster_masters(address, masters)) == masters
 
-        async def subscribed_on_the_new_masters() -> bool:
-            return subscription.masters == masters
+        async def subscribed_on_the_live_nodes() -> bool:
+            return subscription.nodes == sorted(address_of(n) for n in redis_cluster.running())
 
-        await eventually(subscribed_on_the_new_masters)
+        await eventually(subscribed_on_the_live_nodes)
         keys = [f"after:{i}" for i in range(300)]
         by_master = await set_expiring(redis_cluster, keys)
         assert by_master[promoted.port], "some keys live on the promoted replica"
@@ -125,3 +126,5 @@ def test_serving_masters_keeps_suspected_masters_and_drops_failed_ones() -> None
         ("10.0.0.4", 6379),
         ("seed", 6379),
     ]
+    with_replicas = serving_masters(nodes, ("seed", 6379), replicas=True)
+    assert with_replicas[-1] == ("10.0.0.5", 6379) and len(with_replicas) == 5
