@@ -49,6 +49,8 @@ def test_the_generator_listens_on_localhost_unless_host_says_otherwise() -> None
         "rediss://user:pw@cache.example.com:6380/2",
         "redis://[::1]:6379/0",
         "redis://localhost:6379?db=3",
+        "redis+cluster://redis-cluster:6379",
+        "rediss+cluster://user:pw@redis-cluster:6380/0",
     ],
 )
 def test_good_redis_urls(url: str) -> None:
@@ -72,6 +74,8 @@ def test_good_redis_urls(url: str) -> None:
         ({"REDIS_URL": "redis://[::1/0"}, "REDIS_URL"),
         ({"NATS_URL": "nats://[::1:4222"}, "NATS_URL"),
         ({"REDIS_URL": "redis://bad host:6379/0"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis+cluster://redis-cluster:6379/2"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis+sentinel://h:26379"}, "REDIS_URL"),
         ({"HOST": "999.1.1.1"}, "HOST"),
         ({"HOST": "not a host"}, "HOST"),
         ({"HOST": "-leading-hyphen"}, "HOST"),

@@ -49,3 +49,49 @@ def test_parsing_never_fails_and_only_accepts_canonical_numbers(raw: bytes) -> N
     seq = names.parse_gen_key(raw)
     if seq is not None:
         assert names.gen_key(seq).encode() == raw
+
+
+def test_key_slots_follow_redis_cluster_hash_tags() -> None:
+    # Values from Redis's cluster specification and CLUSTER KEYSLOT.
+    assert names.key_slot("123456789") == 0x31C3
+    assert names.key_slot("{user1000}.following") == names.key_slot("{user1000}.followers")
+    assert names.key_slot("foo{bar}{zap}") == names.key_slot("bar")  # the first tag counts
+    assert names.key_slot("foo{}{bar}") != names.key_slot("bar")  # an empty tag: the whole name
+    assert names.key_slot("foo{{bar}}zap") == names.key_slot("{bar")
+
+
+def test_one_server_keeps_the_plain_names() -> None:
+    layout = names.SINGLE_SERVER
+    assert not layout.cluster and len(layout.groups) == 1
+    group = layout.group_of("anything")
+    assert group.name(names.EXPIRY_DUE) == "expiry:due"
+    assert group.dedup("gen-key:1") == "dedup:gen-key:1"
+    assert layout.test_current_copies == ["test:current"]
+    assert layout.unlink(["a", "b"]) == [("UNLINK", "a", "b")]
+    assert names.METRICS_GENERATED in layout.per_test_keys()
+
+
+def test_a_cluster_splits_the_state_into_slot_groups_of_one_slot_each() -> None:
+    layout = names.cluster_layout()
+    assert layout.cluster and len(layout.groups) == names.CLUSTER_GROUPS
+    width = names.HASH_SLOTS // names.CLUSTER_GROUPS
+    for group in layout.groups:
+        # Every name of a group hashes to the group's own slot, in the group's slot range.
+        slot = names.key_slot(group.name(names.EXPIRY_DUE))
+        assert slot // width == group.index
+        for base in (names.EXPIRY_LEASES, names.TEST_CURRENT, names.TEST_CONSUMED):
+            assert names.key_slot(group.name(base)) == slot
+        assert names.key_slot(group.dedup("user:{odd}|key")) == slot
+        assert names.is_internal(group.dedup("k")) and names.is_internal(group.name("expiry:due"))
+    keys = [f"session:{i}" for i in range(2000)]
+    for key in keys:
+        assert layout.group_of(key).index == names.key_slot(key) // width
+    assert sum(len(part) for part in layout.by_group(keys).values()) == len(keys)
+    assert len(layout.test_current_copies) == 1 + names.CLUSTER_GROUPS
+    assert all(len(command) == 2 for command in layout.unlink(["a", "b"]))
+
+
+def test_cluster_message_ids_name_the_group() -> None:
+    group = names.cluster_layout().groups[3]
+    assert names.msg_id("7", "", group) == f"claim-{group.tag}7"
+    assert names.msg_id("7", "", names.SINGLE_SERVER.groups[0]) == "claim-7"
