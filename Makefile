@@ -57,9 +57,12 @@ test-deploy: $(STAMP)
 bench: setup
 	$(PY) scripts/bench.py
 
-## 100,000 keys, 6 consumers on a 3-node NATS cluster, the stream at 3 replicas in files.
+## 100,000 keys, 6 consumers: on a 3-node NATS cluster (stream R3 in files), on a Redis Cluster
+## (3 masters + 3 replicas), and on both.
 bench-ha: setup
 	$(PY) scripts/bench.py --nats-cluster --keys 100000 --consumers 6
+	$(PY) scripts/bench.py --redis-cluster --keys 100000 --consumers 6
+	$(PY) scripts/bench.py --nats-cluster --redis-cluster --keys 100000 --consumers 6
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist test-output .local

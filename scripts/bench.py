@@ -8,7 +8,8 @@
 
 ``--keys/--consumers/--delay`` run one configuration instead. ``--nats-cluster`` runs NATS as a
 3-node JetStream cluster on this machine with the stream at three replicas in files, as the HA
-deployment does (``make bench-ha``: 100,000 keys, 6 consumers).
+deployment does; ``--redis-cluster`` runs Redis as a cluster of 3 masters with a replica each
+(``make bench-ha``: 100,000 keys, 6 consumers, on each and on both).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class Run:
     listeners: list[str]
     handled: dict[str, int]
     nats_cluster: bool = False
+    redis_cluster: bool = False
 
     @property
     def fleet_us_per_key(self) -> float:
@@ -142,8 +144,12 @@ def processes(system: LocalSystem) -> dict[str, psutil.Process]:
         for p in [*system.consumer_processes, system.generator]
         if p is not None and p.popen is not None
     }
-    assert system.redis is not None
-    servers = [("redis", system.redis.process)]
+    servers: list[tuple[str, Any]] = []
+    if system.redis_nodes is not None:
+        servers += [(f"redis-{n.port}", n.process) for n in system.redis_nodes.nodes]
+    else:
+        assert system.redis is not None
+        servers.append(("redis", system.redis.process))
     if system.cluster is not None:
         servers += [(node.name, node.process) for node in system.cluster.nodes]
     else:
@@ -162,6 +168,7 @@ def run(
     ttl: int = 100,
     lag: bool = False,
     nats_cluster: bool = False,
+    redis_cluster: bool = False,
 ) -> Run:
     """One test on a fresh local system; every key checked."""
     with (
@@ -171,10 +178,11 @@ def run(
             consumers=consumers,
             env={"LOG_LEVEL": "WARNING"},
             nats_cluster=nats_cluster,
+            redis_cluster=redis_cluster,
         ) as system,
     ):
         procs = processes(system)
-        probe = RedisLag(system.redis_url or "").start() if lag else None
+        probe = RedisLag(system.redis_url or "").start() if lag and not redis_cluster else None
         time.sleep(4)  # listener slots settle (a lease and a renewal)
         listeners = list(system.status()["listeners"])
         before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
@@ -184,9 +192,7 @@ def run(
         wall = time.monotonic() - started
         cpu = {name: sum(p.cpu_times()[:2]) - before[name] for name, p in procs.items()}
         lags = probe.stop() if probe else []
-        client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
-        records = client.hgetall(names.TEST_CONSUMED)
-        counted = int(client.get(names.TEST_COUNTED) or 0)
+        records, counted = consumption(system, redis_cluster)
     expected = {names.gen_key(i) for i in range(status["generated"])}
     elapsed = status["elapsed_s"] or wall
     return Run(
@@ -203,9 +209,29 @@ def run(
         spread=sorted(status["consumers"].values()),
         redis_lag_ms=lags,
         nats_cluster=nats_cluster,
+        redis_cluster=redis_cluster,
         listeners=listeners,
         handled=dict(status["consumers"]),
     )
+
+
+def consumption(system: LocalSystem, redis_cluster: bool) -> tuple[dict[str, str], int]:
+    """Every key's consumption record and the number of completions, over all slot groups."""
+    url = system.redis_url or ""
+    if redis_cluster:
+        client: Any = redis.RedisCluster.from_url(
+            url.replace("+cluster", ""), decode_responses=True
+        )
+        layout = names.cluster_layout()
+    else:
+        client = redis.Redis.from_url(url, decode_responses=True)
+        layout = names.SINGLE_SERVER
+    records: dict[str, str] = {}
+    counted = 0
+    for group in layout.groups:
+        records.update(client.hgetall(group.name(names.TEST_CONSUMED)))
+        counted += int(client.get(group.name(names.TEST_COUNTED)) or 0)
+    return records, counted
 
 
 def plain_keys(keys: int, consumers: int) -> None:
@@ -252,6 +278,8 @@ def print_run(r: Run) -> None:
     print(f"keys            {r.keys:,} (delay {r.delay} ms, TTL 100 ms), {r.consumers} consumers")
     nats = "3-node cluster, stream R3 in files" if r.nats_cluster else "1 server, memory"
     print(f"NATS            {nats}")
+    redis_kind = "cluster of 3 masters + 3 replicas" if r.redis_cluster else "1 server"
+    print(f"Redis           {redis_kind}")
     print(f"end-to-end      {r.keys_per_s:,.0f} keys/s ({r.elapsed_s:.2f} s)")
     print(f"lost            {r.lost}   duplicates {r.duplicates}   recovered {r.recovered}")
     if r.spread:
@@ -280,6 +308,8 @@ def table(runs: list[Run]) -> None:
         what = f"{r.keys:,} keys, delay {r.delay} ms, {r.consumers} consumers"
         if r.nats_cluster:
             what += ", 3-node NATS cluster (R3, file)"
+        if r.redis_cluster:
+            what += ", Redis Cluster (3 masters + 3 replicas)"
         print(
             f"| {what} | {r.keys_per_s:,.0f} | {r.lost} | {r.duplicates} | "
             f"{quantiles(r.delays_ms)} | {r.fleet_us_per_key:,.0f} µs |"
@@ -307,6 +337,11 @@ def main() -> int:
         action="store_true",
         help="3-node NATS cluster, stream at 3 replicas in files (default: one server, memory)",
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="Redis Cluster of 3 masters with a replica each (default: one server)",
+    )
     args = parser.parse_args()
     if args.plain:
         plain_keys(args.plain, args.consumers)
@@ -323,7 +358,7 @@ def main() -> int:
         ]
     runs = []
     for step in plan:
-        result = run(**step, nats_cluster=args.nats_cluster)
+        result = run(**step, nats_cluster=args.nats_cluster, redis_cluster=args.redis_cluster)
         print_run(result)
         print()
         runs.append(result)
