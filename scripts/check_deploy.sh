@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the deployment files without a Docker engine or a cluster:
-#   1. kubectl kustomize renders k8s/, k8s/overlays/autoscale/, k8s/overlays/monitoring/ and
-#      k8s/overlays/ha/
+#   1. kubectl kustomize renders k8s/, k8s/overlays/autoscale/, k8s/overlays/monitoring/,
+#      k8s/overlays/ha/ and k8s/overlays/ha-redis-cluster/
 #   2. every rendered object validates against the Kubernetes JSON schemas, strict and offline
 #      (kubernetes-validate ships them; the KEDA ScaledObject and the Prometheus Operator's
 #      PrometheusRule and PodMonitor have their own schemas in tests/deploy)
@@ -54,16 +54,18 @@ export KUBECTL  # tests/deploy renders with the same kubectl
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-step "kustomize: render k8s/ and k8s/overlays/{autoscale,monitoring,ha}/"
+step "kustomize: render k8s/ and k8s/overlays/{autoscale,monitoring,ha,ha-redis-cluster}/"
 "$KUBECTL" kustomize k8s/ >"$out/base.yaml"
 "$KUBECTL" kustomize k8s/overlays/autoscale/ >"$out/autoscale.yaml"
 "$KUBECTL" kustomize k8s/overlays/monitoring/ >"$out/monitoring.yaml"
 "$KUBECTL" kustomize k8s/overlays/ha/ >"$out/ha.yaml"
-echo "k8s/: $(grep -c '^kind:' "$out/base.yaml") objects; overlays/autoscale/: $(grep -c '^kind:' "$out/autoscale.yaml") objects; overlays/monitoring/: $(grep -c '^kind:' "$out/monitoring.yaml") objects; overlays/ha/: $(grep -c '^kind:' "$out/ha.yaml") objects"
+"$KUBECTL" kustomize k8s/overlays/ha-redis-cluster/ >"$out/ha-redis-cluster.yaml"
+echo "k8s/: $(grep -c '^kind:' "$out/base.yaml") objects; overlays/autoscale/: $(grep -c '^kind:' "$out/autoscale.yaml") objects; overlays/monitoring/: $(grep -c '^kind:' "$out/monitoring.yaml") objects; overlays/ha/: $(grep -c '^kind:' "$out/ha.yaml") objects; overlays/ha-redis-cluster/: $(grep -c '^kind:' "$out/ha-redis-cluster.yaml") objects"
 
 step "schemas: strict validation against Kubernetes $KUBERNETES_VERSION (offline)"
 "$VENV/bin/python" tests/deploy/k8s_schema.py --kubernetes-version "$KUBERNETES_VERSION" \
-  "$out/base.yaml" "$out/autoscale.yaml" "$out/monitoring.yaml" "$out/ha.yaml"
+  "$out/base.yaml" "$out/autoscale.yaml" "$out/monitoring.yaml" "$out/ha.yaml" \
+  "$out/ha-redis-cluster.yaml"
 
 step "hadolint: docker/Dockerfile.*"
 "$VENV/bin/hadolint" docker/Dockerfile.generator docker/Dockerfile.consumer

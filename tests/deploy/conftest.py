@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .manifests import AUTOSCALE, HA, K8S, MONITORING, Manifest, render
+from .manifests import AUTOSCALE, HA, HA_REDIS_CLUSTER, K8S, MONITORING, Manifest, render
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,9 @@ def monitoring() -> list[Manifest]:
 def ha() -> list[Manifest]:
     """Every object ``kubectl kustomize k8s/overlays/ha`` renders."""
     return render(HA)
+
+
+@pytest.fixture(scope="session")
+def ha_redis_cluster() -> list[Manifest]:
+    """Every object ``kubectl kustomize k8s/overlays/ha-redis-cluster`` renders."""
+    return render(HA_REDIS_CLUSTER)
