@@ -206,10 +206,21 @@ class RedisServer:
 
 
 def redis_cli(port: int, *args: str, timeout: float = 5) -> str:
-    """What ``redis-cli -p port args`` prints (raises CalledProcessError when it fails)."""
+    """What ``redis-cli -p port args`` prints (raises CalledProcessError when it fails, with
+    the end of what it printed in its message)."""
     argv = [find_binary("redis-cli"), "-p", str(port), *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise RedisCliError(done.returncode, argv, done.stdout, done.stderr)
     return done.stdout
+
+
+class RedisCliError(subprocess.CalledProcessError):
+    """``redis-cli`` failed; its message ends with what it printed."""
+
+    def __str__(self) -> str:
+        printed = f"{self.stdout or ''}{self.stderr or ''}"[-1500:]
+        return f"{super().__str__()}\n{printed}"
 
 
 @dataclass(frozen=True)
@@ -263,25 +274,88 @@ class RedisClusterNodes:
     ) -> None:
         self.master_count = masters
         self.replicas = replicas
-        self.nodes: list[RedisServer] = []
-        for _ in range(masters * (1 + replicas)):
-            cluster_args = [
-                "--cluster-enabled",
-                "yes",
-                # Relative to the node's --dir, where redis-server runs.
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                str(node_timeout_ms),
-                # The bus port defaults to port + 10000: past 65535 for many free ports.
-                "--cluster-port",
-                str(free_port()),
-                # A replica that lagged on a busy test machine must still take over.
-                "--cluster-replica-validity-factor",
-                "0",
-            ]
-            server = RedisServer(workdir, keyspace_events=keyspace_events, extra=cluster_args)
-            self.nodes.append(server)
+        self._workdir = workdir
+        self._keyspace_events = keyspace_events
+        self._node_timeout_ms = node_timeout_ms
+        self.nodes: list[RedisServer] = [self._new_node() for _ in range(masters * (1 + replicas))]
+
+    def _new_node(self) -> RedisServer:
+        cluster_args = [
+            "--cluster-enabled",
+            "yes",
+            # Relative to the node's --dir, where redis-server runs.
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self._node_timeout_ms),
+            # The bus port defaults to port + 10000: past 65535 for many free ports.
+            "--cluster-port",
+            str(free_port()),
+            # A replica that lagged on a busy test machine must still take over.
+            "--cluster-replica-validity-factor",
+            "0",
+        ]
+        return RedisServer(self._workdir, keyspace_events=self._keyspace_events, extra=cluster_args)
+
+    def add_master(self) -> RedisServer:
+        """Start a new, empty node and join it to the cluster as a master without slots."""
+        node = self._new_node().start()
+        self.nodes.append(node)
+        seed = self.masters()[0]
+        redis_cli(
+            seed.port,
+            "--cluster",
+            "add-node",
+            f"127.0.0.1:{node.port}",
+            f"127.0.0.1:{seed.port}",
+            timeout=60,
+        )
+        self.master_count += 1
+        wait_until(self._agreed, 30, "every node to know the new master", interval=0.2)
+        return node
+
+    def _agreed(self) -> bool:
+        """Whether every node knows every other and sees the cluster ok, and ``redis-cli
+        --cluster check`` finds them agreeing on the configuration (resharding fails before:
+        a target that does not see the cluster ok refuses the migrated keys)."""
+        ports = {node.port for node in self.running()}
+        for node in self.running():
+            if not ports <= {line.port for line in self.topology(node)}:
+                return False
+            if "cluster_state:ok" not in redis_cli(node.port, "CLUSTER", "INFO"):
+                return False
+        try:
+            report = redis_cli(
+                self.masters()[0].port,
+                "--cluster",
+                "check",
+                f"127.0.0.1:{self.masters()[0].port}",
+                timeout=20,
+            )
+        except subprocess.CalledProcessError:
+            return False
+        return "don't agree" not in report
+
+    def reshard(self, source: RedisServer, target: RedisServer, slots: int) -> None:
+        """Move ``slots`` hash slots, with their keys, from ``source`` to ``target`` (as
+        ``redis-cli --cluster reshard`` does it: slot by slot, key by key, while clients run)."""
+        ids = {
+            port: redis_cli(port, "CLUSTER", "MYID").strip() for port in (source.port, target.port)
+        }
+        redis_cli(
+            source.port,
+            "--cluster",
+            "reshard",
+            f"127.0.0.1:{source.port}",
+            "--cluster-from",
+            ids[source.port],
+            "--cluster-to",
+            ids[target.port],
+            "--cluster-slots",
+            str(slots),
+            "--cluster-yes",
+            timeout=120,
+        )
 
     @property
     def url(self) -> str:

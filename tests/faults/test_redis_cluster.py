@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from dev.local_system import LocalSystem, RedisServer, wait_until
 from shared import names
 from tests.support import check_every_key, check_jetstream_settled, layout_of, redis_client
 
@@ -18,6 +19,35 @@ from .conftest import StartSystem
 from .test_faults import check_exactly_once, run_with_fault
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+
+def consumed_in_all_groups(system: LocalSystem) -> int:
+    client = redis_client(system)
+    return sum(
+        int(client.get(name) or 0) for name in layout_of(system).every(names.METRICS_CONSUMED)
+    )
+
+
+def check_heard_on(system: LocalSystem, node: RedisServer, count: int = 20) -> None:
+    """Plain keys (``SET … PX``, not registered: only an expiry event can bring them) written
+    to ``node`` are consumed: the consumers listen on it."""
+    assert system.redis_nodes is not None
+    served = next(line for line in system.redis_nodes.topology() if line.port == node.port)
+    keys = [
+        key
+        for key in (f"gen-key:plain-{i}" for i in range(100_000))
+        if served.serves(names.key_slot(key))
+    ][:count]
+    before = consumed_in_all_groups(system)
+    client = redis_client(system)
+    for key in keys:
+        client.set(key, "plain", px=50)
+    wait_until(
+        lambda: consumed_in_all_groups(system) >= before + count,
+        30,
+        f"the plain keys expiring on {node.port} to be consumed",
+    )
+
 
 CLUSTER_KEYS = 20_000
 
@@ -63,3 +93,29 @@ def test_a_redis_master_killed_mid_run(start_system: StartSystem) -> None:
     check_exactly_once(system, status, row)
     for process in system.consumer_processes:
         assert "Traceback" not in process.log_text(), process.log_text()[-3000:]
+    promoted = cluster.master_of_slot(names.HASH_SLOTS // 2)
+    check_heard_on(system, promoted)
+
+
+def test_a_redis_master_added_and_slots_moved_to_it_mid_run(start_system: StartSystem) -> None:
+    """Resharding while keys expire: keys and slot groups move to a new master (MIGRATE, with
+    their TTLs), and the consumers subscribe to it without a restart."""
+    system = start_system(redis_cluster=True)
+    cluster = system.redis_nodes
+    assert cluster is not None
+    source = cluster.master_of_slot(0)
+    added: list[RedisServer] = []
+
+    def grow() -> None:
+        added.append(cluster.add_master())
+        cluster.reshard(source, added[0], 2000)
+
+    status, row = run_with_fault(
+        system, "add a Redis Cluster master and move 2,000 slots to it (resharding)", grow
+    )
+    assert status["state"] == "finished"
+    check_exactly_once(system, status, row)
+    [new] = added
+    assert new in cluster.masters()
+    assert any(line.port == new.port and line.slots for line in cluster.topology())
+    check_heard_on(system, new)
