@@ -9,7 +9,11 @@ a waiting consumer takes it at its next try, so a slot stays empty for at most a
 
 Correctness never rests on these leases (claims are atomic whoever listens); they only keep
 the number of listeners, and so the fleet's cost, down. A listener that finds its lease ran out
-(it was frozen, Redis unreachable) stops listening before it claims anything more.
+(it was frozen) stops listening before it claims anything more. One that cannot ask Redis
+goes on listening until Redis answers that another consumer holds its slot: on a Redis
+Cluster the master holding the slots may be failing over while the others still announce
+expiries, and an unregistered key whose expiry nobody hears is lost. At worst a slot then has
+two listeners for a while: twice the cost, never a second claim.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ async def run_listener_quorum(
                     telemetry.ERRORS.labels("listener_quorum").inc()
                     if throttle.allow("hold"):
                         log.warning("cannot renew the listener slot (%s); retrying", exc)
+                    if listening is not None:
+                        # No answer is not "taken": go on listening (see the module's doc).
+                        slot.valid_until = asked + lease_ms / 1000
                     index = slot.index if slot.held() else -1
                 else:
                     readiness.redis_ok = True
