@@ -407,6 +407,16 @@ local function check_key(name)
   end
 end
 
+-- The first problem with a registry and the key names names[first..last], or nil.
+local function check_request(registry, names, first, last)
+  local problem = check_registry(registry)
+  if problem then return problem end
+  for i = first, last do
+    problem = check_key(names[i])
+    if problem then return problem end
+  end
+end
+
 local function ttl_of(value)
   local ttl = tonumber(value)
   if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
@@ -438,12 +448,8 @@ local function register_many(keys, args)
       .. 'expiry:due <ttl_ms> <value1> ... <valuen>')
   end
   local registry = keys[#keys]
-  local problem = check_registry(registry)
+  local problem = check_request(registry, keys, 1, n)
   if problem then return redis.error_reply('ERR ' .. problem) end
-  for i = 1, n do
-    problem = check_key(keys[i])
-    if problem then return redis.error_reply('ERR ' .. problem) end
-  end
   local ttl, bad = ttl_of(args[1])
   if not ttl then return redis.error_reply('ERR ' .. bad) end
   local deadline = now_ms() + ttl
@@ -461,12 +467,8 @@ local function register_due(keys, args)
     return redis.error_reply('ERR usage: FCALL expiry_register_due 1 <registry> <ttl_ms> '
       .. '<key1> ... <keyn>')
   end
-  local problem = check_registry(keys[1])
+  local problem = check_request(keys[1], args, 2, #args)
   if problem then return redis.error_reply('ERR ' .. problem) end
-  for i = 2, #args do
-    problem = check_key(args[i])
-    if problem then return redis.error_reply('ERR ' .. problem) end
-  end
   local ttl, bad = ttl_of(args[1])
   if not ttl then return redis.error_reply('ERR ' .. bad) end
   local deadline = now_ms() + ttl

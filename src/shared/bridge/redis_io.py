@@ -117,32 +117,27 @@ class RedisGateway:
         await crossing(self._client.aclose)()
 
 
-async def _make_client(url: str) -> aioredis.Redis:
+def _client_options(retries: int) -> dict[str, Any]:
     # Every command and script of this system is safe to run twice (claims, counts and
     # generator writes are idempotent), so a dropped connection is retried, not reported.
-    return aioredis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=4),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 10,
+        "health_check_interval": 15,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=retries),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+
+
+async def _make_client(url: str) -> aioredis.Redis:
+    return aioredis.from_url(url, **_client_options(retries=4))
 
 
 async def _make_cluster_client(url: str) -> RedisCluster:
-    # Same retries as one server; redis-py follows MOVED/ASK and re-reads the topology after a
-    # failover by itself.
-    return RedisCluster.from_url(
-        url.replace("+cluster", "", 1),
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=6),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    # More retries than one server: redis-py follows MOVED/ASK and re-reads the topology after
+    # a failover by itself, which takes a few of them.
+    return RedisCluster.from_url(url.replace("+cluster", "", 1), **_client_options(retries=6))
 
 
 async def _run_scripts(
