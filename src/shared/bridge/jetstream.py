@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import nats
+import trio
 from nats.js import api
 from nats.js.errors import NotFoundError, ServerError
 
@@ -316,63 +318,48 @@ async def _publish_batch(
 
 
 class Feed:
-    """A stream of deliveries from the durable consumer, for one trio task."""
-
-    def __init__(self, pull: PullFeed) -> None:
-        self._pull = pull
-        self.closed = False
-
-    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
-        """Messages as soon as any arrive, up to ``batch``; [] when none came in ``wait_s``."""
-        messages: list[JetStreamMessage] = await crossing(self._pull.fetch)(batch, wait_s)
-        return messages
-
-    async def close(self) -> None:
-        """Give back what is still in the inbox and stop receiving."""
-        if not self.closed:
-            self.closed = True
-            await crossing(self._pull.close)()
-
-
-class PullFeed:
-    """Pull requests to the durable consumer, and the inbox their messages arrive in.
+    """A stream of deliveries from the durable consumer, for trio tasks.
 
     nats-py's ``fetch`` waits for a whole batch (or its timeout) once the first message
     arrives, which adds up to the timeout to every key's latency. Here one pull request for
     ``batch`` messages stays open on the server, and each fetch returns as soon as anything
     is in the inbox; a new request goes out when the last one is used up or has expired.
+
+    Deliveries are handed to a trio memory channel as nats-py reads them, so a fetch that
+    finds messages (or waits for them) does not cross into asyncio: at one key per ms nearly
+    every fetch is of one message, and a crossing cost 250 to 320 µs of CPU (measured).
     """
 
     REQUEST_EXPIRES_S = 2.0
 
-    def __init__(self, nc: Any, subscription: Any, queue: names.Queue) -> None:
-        self._nc = nc
-        self._queue = queue
-        self._subscription = subscription
-        self._inbox = subscription.subject
+    def __init__(self, pull: PullFeed) -> None:
+        self._pull = pull
         self._requested = 0
         self._request_ends = 0.0
+        self.closed = False
 
-    @classmethod
-    async def open(cls, nc: Any, js: Any, queue: names.Queue) -> PullFeed:
-        """Bind to the durable consumer (which must exist) and subscribe to a fresh inbox."""
-        await js.consumer_info(queue.stream, queue.durable)
-        subscription = await nc.subscribe(
-            nc.new_inbox(), pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024
-        )
-        return cls(nc, subscription, queue)
-
-    async def _request(self, batch: int) -> None:
-        loop = asyncio.get_running_loop()
-        expires_ns = int(self.REQUEST_EXPIRES_S * 1e9)
-        await self._nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self._queue.stream}.{self._queue.durable}",
-            json.dumps({"batch": batch, "expires": expires_ns}).encode(),
-            reply=self._inbox,
-        )
-        self._requested = batch
-        # Ask again a little before the server lets the request expire.
-        self._request_ends = loop.time() + self.REQUEST_EXPIRES_S * 0.9
+    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
+        """Messages as soon as any arrive, up to ``batch``; [] when none came in ``wait_s``."""
+        inbox = self._pull.inbox
+        out: list[JetStreamMessage] = []
+        give_up = trio.current_time() + wait_s
+        while not out:
+            now = trio.current_time()
+            if self._requested <= 0 or now >= self._request_ends:
+                await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S)
+                self._requested = batch
+                # Ask again a little before the server lets the request expire.
+                self._request_ends = now + self.REQUEST_EXPIRES_S * 0.9
+            while len(out) < batch:
+                try:
+                    self._take(inbox.receive_nowait(), out)
+                except trio.WouldBlock:
+                    break
+            if out or now >= give_up:
+                break
+            with trio.move_on_after(min(give_up, self._request_ends) - now):
+                self._take(await inbox.receive(), out)
+        return out
 
     def _take(self, message: Any, out: list[JetStreamMessage]) -> None:
         headers = message.headers or {}
@@ -389,49 +376,62 @@ class PullFeed:
             return
         raise ConnectionError(f"JetStream pull failed: {status} {description}".strip())
 
-    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
-        """Whatever is in the inbox (waiting up to ``wait_s`` for the first), at most ``batch``."""
-        loop = asyncio.get_running_loop()
-        queue = self._subscription._pending_queue
-        out: list[JetStreamMessage] = []
-        give_up = loop.time() + wait_s
-        while not out:
-            if self._requested <= 0 or loop.time() >= self._request_ends:
-                await self._request(batch)
-            while not queue.empty() and len(out) < batch:
-                self._take(self._queued(queue), out)
-            if out:
-                break
-            remaining = min(give_up, self._request_ends) - loop.time()
-            if give_up - loop.time() <= 0:
-                break
-            try:
-                # Not next_msg: it starts a task and a timer for every wait.
-                async with asyncio.timeout(max(0.001, remaining)):
-                    message = await queue.get()
-            except TimeoutError:
-                continue
-            self._take(self._received(queue, message), out)
-        return out
+    async def close(self) -> None:
+        """Give back what is still in the inbox and stop receiving."""
+        if not self.closed:
+            self.closed = True
+            await crossing(self._pull.close)()
 
-    def _queued(self, queue: Any) -> Any:
-        """The next message already in the inbox, without ``next_msg``'s task and timer per
-        message."""
-        return self._received(queue, queue.get_nowait())
 
-    def _received(self, queue: Any, message: Any) -> Any:
-        # The subscription's bookkeeping, as next_msg does it.
-        self._subscription._pending_size -= len(message.data)
-        queue.task_done()
-        return message
+class PullFeed:
+    """The asyncio side of a ``Feed``: a subscription to a fresh inbox whose messages go
+    straight into a trio memory channel, and the pull requests answered there."""
+
+    def __init__(self, nc: Any, queue: names.Queue) -> None:
+        self._nc = nc
+        self._queue = queue
+        self._subscription: Any = None
+        self._send, self.inbox = trio.open_memory_channel[Any](math.inf)
+
+    @classmethod
+    async def open(cls, nc: Any, js: Any, queue: names.Queue) -> PullFeed:
+        """Bind to the durable consumer (which must exist) and subscribe to a fresh inbox."""
+        await js.consumer_info(queue.stream, queue.durable)
+        feed = cls(nc, queue)
+        feed._subscription = await nc.subscribe(
+            nc.new_inbox(),
+            cb=feed._deliver,
+            pending_msgs_limit=1_000_000,
+            pending_bytes_limit=512 * 1024 * 1024,
+        )
+        return feed
+
+    async def _deliver(self, message: Any) -> None:
+        # Runs inside the trio run (trio-asyncio), so a trio channel may be written here.
+        self._send.send_nowait(message)
+
+    async def request(self, batch: int, expires_s: float) -> None:
+        """Ask the durable consumer for up to ``batch`` messages within ``expires_s``."""
+        await self._nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{self._queue.stream}.{self._queue.durable}",
+            json.dumps({"batch": batch, "expires": int(expires_s * 1e9)}).encode(),
+            reply=self._subscription.subject,
+        )
 
     async def close(self) -> None:
         """Give back undelivered messages in the inbox at once, then unsubscribe."""
         try:
             await self._subscription.unsubscribe()
+            left = []
             queue = self._subscription._pending_queue
             while not queue.empty():
-                message = queue.get_nowait()
+                left.append(queue.get_nowait())
+            while True:
+                try:
+                    left.append(self.inbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            for message in left:
                 if not (message.headers or {}).get("Status"):
                     await message.nak()
         except Exception as exc:  # the connection may be gone; JetStream redelivers anyway
