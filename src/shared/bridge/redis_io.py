@@ -16,7 +16,9 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bridge.loop import crossing
+from shared.bridge.script_lines import ScriptLines
 from shared.names import SINGLE_SERVER, KeyLayout, cluster_layout
+from shared.pubsub import PubSubError, RedisAddress
 
 Command = Sequence[str | int | float | bytes]
 #: One call of a script: its KEYS and its ARGV.
@@ -41,10 +43,17 @@ class RedisGateway:
     (redis-py sends each command to the master of its slot).
     """
 
-    def __init__(self, client: aioredis.Redis | RedisCluster, layout: KeyLayout) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        layout: KeyLayout,
+        lines: ScriptLines | None = None,
+    ) -> None:
         self._client = client
         self.layout = layout
         self._scripts: dict[str, AsyncScript] = {}
+        #: Scripts on one server run from trio directly (``script_lines``), not through asyncio.
+        self._lines = lines
 
     @classmethod
     async def connect(cls, url: str) -> RedisGateway:
@@ -52,7 +61,7 @@ class RedisGateway:
         if is_cluster_url(url):
             return cls(await crossing(_make_cluster_client)(url), cluster_layout())
         client = await crossing(_make_client)(url)
-        return cls(client, SINGLE_SERVER)
+        return cls(client, SINGLE_SERVER, _script_lines(url))
 
     async def call(self, *command: str | int | float | bytes) -> Any:
         """Run one command and return its reply."""
@@ -70,6 +79,8 @@ class RedisGateway:
 
     async def script(self, source: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run the Lua ``source`` (cached by SHA on the server) with ``keys`` and ``args``."""
+        if self._lines is not None:
+            return (await self._lines.scripts(source, [(keys, args)]))[0]
         return await crossing(_run_script)(self._script(source), keys, args)
 
     async def scripts(self, source: str, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -77,6 +88,8 @@ class RedisGateway:
 
         What a slot group's work becomes on a cluster: one script call per group touched.
         """
+        if self._lines is not None:
+            return await self._lines.scripts(source, calls)
         if len(calls) == 1:
             return [await self.script(source, *calls[0])]
         return await crossing(_run_scripts)(self._client, self._script(source), calls)
@@ -93,6 +106,13 @@ class RedisGateway:
         Returns the scripts' replies and what ``then`` raised (None when it succeeded): a
         failed ``then`` must not make the caller run the scripts again.
         """
+        if self._lines is not None:
+            replies = await self._lines.scripts(source, calls)
+            try:
+                await crossing(then)()
+            except Exception as exc:
+                return replies, exc
+            return replies, None
         return await crossing(_run_scripts_then)(self._client, self._script(source), calls, then)
 
     async def config_get(self, name: str) -> str:
@@ -114,7 +134,23 @@ class RedisGateway:
 
     async def aclose(self) -> None:
         """Close every connection."""
+        if self._lines is not None:
+            await self._lines.aclose()
         await crossing(self._client.aclose)()
+
+
+def _script_lines(url: str) -> ScriptLines | None:
+    """Trio-native script connections for a ``redis://`` or ``rediss://`` server URL whose
+    options they understand; None leaves scripts to redis-py."""
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    query = url.partition("?")[2]
+    if any(option and not option.startswith("ssl_ca_certs=") for option in query.split("&")):
+        return None
+    try:
+        return ScriptLines(RedisAddress.from_url(url))
+    except PubSubError:
+        return None
 
 
 async def _make_client(url: str) -> aioredis.Redis:
