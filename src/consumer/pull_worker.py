@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import trio
@@ -96,6 +96,52 @@ class WorkerContext:
     handler_timeout_s: float
     #: Check each claim's lease before calling the handler (not for a repeat-safe one).
     check_leases: bool = True
+    feed: SharedFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = SharedFeed(self.jetstream)
+
+
+class SharedFeed:
+    """The pull feed all workers of a process read: one pull request open per process.
+
+    JetStream hands each new message to the next waiting pull request in turn, so every open
+    request splits a trickle of keys into smaller batches, and the cost of a batch barely
+    depends on its size. With one feed, one worker handles a batch while the other waits on
+    the same inbox for the next.
+    """
+
+    def __init__(self, jetstream: JetStream) -> None:
+        self._jetstream = jetstream
+        self._feed: Feed | None = None
+        self._binding = trio.Lock()
+        self._readers = 0
+
+    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
+        """What the feed has (see ``Feed.fetch``); binds first when not bound. A failed fetch
+        drops the feed, so that the next one binds again."""
+        async with self._binding:
+            if self._feed is None:
+                self._feed = await self._jetstream.open_feed()
+            feed = self._feed
+        try:
+            return await feed.fetch(batch, wait_s)
+        except Exception:
+            if self._feed is feed:
+                self._feed = None
+            await _drop(feed)
+            raise
+
+    def join(self) -> None:
+        """One more worker reads this feed."""
+        self._readers += 1
+
+    async def leave(self) -> None:
+        """A worker stops reading; the last one gives back what is still in the inbox."""
+        self._readers -= 1
+        if self._readers == 0:
+            feed, self._feed = self._feed, None
+            await _drop(feed)
 
 
 async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]:
@@ -395,20 +441,16 @@ async def run_pull_worker(
     throttle = Throttle()
     backoff = Backoff(initial=0.1, cap=3.0)
     started = False
-    feed: Feed | None = None
+    ctx.feed.join()
     try:
         while not stop.is_set():
             try:
-                if feed is None:
-                    feed = await ctx.jetstream.open_feed()
-                messages = await feed.fetch(batch, FETCH_WAIT_S)
+                messages = await ctx.feed.fetch(batch, FETCH_WAIT_S)
             except Exception as exc:
                 readiness.bound = False
                 telemetry.ERRORS.labels("pull_worker").inc()
                 if throttle.allow("fetch"):
                     log.warning("fetching from JetStream failed (%s); binding again", exc)
-                await _drop(feed)
-                feed = None
                 await backoff.wait()
                 await _ensure_topology(ctx.jetstream, throttle)
                 continue
@@ -428,7 +470,7 @@ async def run_pull_worker(
                 await backoff.wait()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
-            await _drop(feed)
+            await ctx.feed.leave()
 
 
 async def _drop(feed: Feed | None) -> None:

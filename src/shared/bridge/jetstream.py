@@ -318,7 +318,7 @@ async def _publish_batch(
 
 
 class Feed:
-    """A stream of deliveries from the durable consumer, for trio tasks.
+    """A stream of deliveries from the durable consumer, for trio tasks (one or several).
 
     nats-py's ``fetch`` waits for a whole batch (or its timeout) once the first message
     arrives, which adds up to the timeout to every key's latency. Here one pull request for
@@ -336,6 +336,7 @@ class Feed:
         self._pull = pull
         self._requested = 0
         self._request_ends = 0.0
+        self._requesting = False
         self.closed = False
 
     async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
@@ -343,22 +344,31 @@ class Feed:
         inbox = self._pull.inbox
         out: list[JetStreamMessage] = []
         give_up = trio.current_time() + wait_s
-        while not out:
+        while not out and not self.closed:
             now = trio.current_time()
-            if self._requested <= 0 or now >= self._request_ends:
-                await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S)
+            if (self._requested <= 0 or now >= self._request_ends) and not self._requesting:
+                self._requesting = True  # one request at a time, whoever reads the feed
+                try:
+                    await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S)
+                finally:
+                    self._requesting = False
                 self._requested = batch
                 # Ask again a little before the server lets the request expire.
                 self._request_ends = now + self.REQUEST_EXPIRES_S * 0.9
             while len(out) < batch:
                 try:
                     self._take(inbox.receive_nowait(), out)
-                except trio.WouldBlock:
+                except (trio.WouldBlock, trio.EndOfChannel):
                     break
             if out or now >= give_up:
                 break
-            with trio.move_on_after(min(give_up, self._request_ends) - now):
-                self._take(await inbox.receive(), out)
+            # While another reader is asking, only its request's answers can come.
+            wake = give_up if self._requesting else min(give_up, self._request_ends)
+            with trio.move_on_after(wake - now):
+                try:
+                    self._take(await inbox.receive(), out)
+                except trio.EndOfChannel:  # closed by another reader
+                    break
         return out
 
     def _take(self, message: Any, out: list[JetStreamMessage]) -> None:
@@ -426,10 +436,11 @@ class PullFeed:
             queue = self._subscription._pending_queue
             while not queue.empty():
                 left.append(queue.get_nowait())
+            self._send.close()  # readers waiting on the inbox return
             while True:
                 try:
                     left.append(self.inbox.receive_nowait())
-                except trio.WouldBlock:
+                except (trio.WouldBlock, trio.EndOfChannel):
                     break
             for message in left:
                 if not (message.headers or {}).get("Status"):
