@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -408,17 +409,13 @@ class PullFeed:
         """Bind to the durable consumer (which must exist) and subscribe to a fresh inbox."""
         await js.consumer_info(queue.stream, queue.durable)
         feed = cls(nc, queue)
-        feed._subscription = await nc.subscribe(
-            nc.new_inbox(),
-            cb=feed._deliver,
-            pending_msgs_limit=1_000_000,
-            pending_bytes_limit=512 * 1024 * 1024,
-        )
+        subscription = await nc.subscribe(nc.new_inbox(), pending_bytes_limit=512 * 1024 * 1024)
+        # nats-py puts each message it reads into the subscription's queue; this one hands it
+        # on to trio at once (no asyncio task woken per message). Nothing arrives before the
+        # first pull request.
+        subscription._pending_queue = _TrioInbox(subscription, feed._send)
+        feed._subscription = subscription
         return feed
-
-    async def _deliver(self, message: Any) -> None:
-        # Runs inside the trio run (trio-asyncio), so a trio channel may be written here.
-        self._send.send_nowait(message)
 
     async def request(self, batch: int, expires_s: float) -> None:
         """Ask the durable consumer for up to ``batch`` messages within ``expires_s``."""
@@ -433,9 +430,6 @@ class PullFeed:
         try:
             await self._subscription.unsubscribe()
             left = []
-            queue = self._subscription._pending_queue
-            while not queue.empty():
-                left.append(queue.get_nowait())
             self._send.close()  # readers waiting on the inbox return
             while True:
                 try:
@@ -447,6 +441,23 @@ class PullFeed:
                     await message.nak()
         except Exception as exc:  # the connection may be gone; JetStream redelivers anyway
             log.debug("closing the pull feed: %s", exc)
+
+
+class _TrioInbox(asyncio.Queue[Any]):
+    """A subscription's message queue that passes each message to a trio memory channel
+    (nats-py calls ``put_nowait`` inside the trio run, where trio-asyncio runs it)."""
+
+    def __init__(self, subscription: Any, send: trio.MemorySendChannel[Any]) -> None:
+        super().__init__()
+        self._subscription = subscription
+        self._send = send
+
+    def put_nowait(self, item: Any) -> None:
+        # nats-py counted the message's bytes as pending; they are trio's to hold now.
+        self._subscription._pending_size -= len(item.data)
+        # Once the feed is closed, JetStream delivers the message again after its ack wait.
+        with contextlib.suppress(trio.ClosedResourceError):
+            self._send.send_nowait(item)
 
 
 def _delivery(msg: Any) -> JetStreamMessage:

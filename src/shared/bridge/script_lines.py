@@ -121,10 +121,13 @@ class ScriptLines:
         self._address = address
         self._idle: list[_Line] = []
         self._closed = False
+        self._shas: dict[str, str] = {}
 
     async def scripts(self, source: str, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run the Lua ``source`` once per ``(keys, args)`` in one round trip; the replies."""
-        sha = sha1(source.encode()).hexdigest()
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = sha1(source.encode()).hexdigest()
         commands = [["EVALSHA", sha, len(keys), *keys, *args] for keys, args in calls]
         replies = await self._run(commands)
         if any(isinstance(r, NoScriptError) for r in replies):
