@@ -180,7 +180,8 @@ async def complete(
     ctx: WorkerContext, deliveries: Sequence[Delivery], ack: Sequence[JetStreamMessage]
 ) -> Counted:
     """End the claims of ``deliveries`` and count each once (the idempotent COMPLETE script),
-    then acknowledge ``ack``: one crossing. Raises what the acks raised only once counted."""
+    then acknowledge ``ack``. What acknowledging raised is returned (``ack_failed``), since
+    the claims are counted by then."""
     now_ms = int(time.time() * 1000)
     state = (
         names.TEST_CURRENT,
@@ -197,9 +198,12 @@ async def complete(
         ([group.name(name) for name in state], [ctx.consumer_id, *(d.message.lease for d in part)])
         for group, part in _by_group(ctx, deliveries).items()
     ]
-    replies, ack_failed = await ctx.redis.scripts_then(
-        scripts.COMPLETE, calls, ctx.jetstream.acker(ack)
-    )
+    replies = await ctx.redis.scripts(scripts.COMPLETE, calls)
+    ack_failed: Exception | None = None
+    try:
+        await ctx.jetstream.ack(ack)
+    except Exception as exc:  # counted already: completing again would count nothing
+        ack_failed = exc
     counted, duplicates, stale = [sum(column) for column in zip(*replies, strict=True)] or [0, 0, 0]
     for d in deliveries:
         if d.deadline:

@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,18 +144,17 @@ class JetStream:
         return feed
 
     async def ack(self, messages: Sequence[JetStreamMessage]) -> None:
-        """Acknowledge ``messages`` (one crossing)."""
-        await crossing(_settle)([m.handle for m in messages], "ack", None)
+        """Acknowledge ``messages`` with one write on the NATS connection, from trio.
 
-    def acker(self, messages: Sequence[JetStreamMessage]) -> Callable[[], Awaitable[None]]:
-        """An asyncio-side step acknowledging ``messages``, to run inside another crossing
-        (``RedisGateway.scripts_then``): one crossing for a batch's Redis step and its acks."""
-        handles = [m.handle for m in messages]
-
-        async def ack_all() -> None:
-            await _settle(handles, "ack", None)
-
-        return ack_all
+        An ack is an empty publish to the message's reply subject. nats-py would build, queue
+        and flush each on its own, in asyncio: a crossing and an asyncio task step per batch
+        for a few bytes. The connection's transport takes the write as the flusher would
+        (whole commands, in order, buffered by asyncio when the socket is full). Raises
+        ``ConnectionError`` while NATS is not connected: JetStream delivers them again.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if messages:
+            _write_acks([m.handle for m in messages])
 
     async def nak(self, messages: Sequence[JetStreamMessage], delay: float) -> None:
         """Ask for redelivery of ``messages`` after ``delay`` seconds."""
@@ -473,9 +472,6 @@ def _delivery(msg: Any) -> JetStreamMessage:
 
 
 async def _settle(handles: Sequence[Any], how: str, delay: float | None) -> None:
-    if how == "ack":
-        await _ack_all(handles)
-        return
     for msg in handles:
         if how == "nak":
             await msg.nak(delay=delay)
@@ -485,16 +481,11 @@ async def _settle(handles: Sequence[Any], how: str, delay: float | None) -> None
             await msg.term()
 
 
-async def _ack_all(handles: Sequence[Any]) -> None:
-    """Acknowledge messages with one write: an ack is an empty publish to the message's reply
-    subject, and ``Msg.ack`` would build, queue and flush each one on its own."""
-    if not handles:
-        return
+def _write_acks(handles: Sequence[Any]) -> None:
     nc = handles[0]._client
-    if not nc.is_connected:
+    if not nc.is_connected or nc._transport is None:
         raise ConnectionError("NATS is not connected: the messages will be delivered again")
-    await nc._send_command(b"".join(b"PUB %s 0\r\n\r\n" % m.reply.encode() for m in handles))
-    await nc._flush_pending()
+    nc._transport.write(b"".join(b"PUB %s 0\r\n\r\n" % m.reply.encode() for m in handles))
     for message in handles:
         message._ackd = True
 

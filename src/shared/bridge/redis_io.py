@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -93,27 +93,6 @@ class RedisGateway:
         if len(calls) == 1:
             return [await self.script(source, *calls[0])]
         return await crossing(_run_scripts)(self._client, self._script(source), calls)
-
-    async def scripts_then(
-        self,
-        source: str,
-        calls: Sequence[ScriptCall],
-        then: Callable[[], Awaitable[None]],
-    ) -> tuple[list[Any], Exception | None]:
-        """Run the Lua ``source`` per ``(keys, args)`` and, once they all succeeded, the
-        asyncio-side step ``then`` (such as ``JetStream.acker``): all in one crossing.
-
-        Returns the scripts' replies and what ``then`` raised (None when it succeeded): a
-        failed ``then`` must not make the caller run the scripts again.
-        """
-        if self._lines is not None:
-            replies = await self._lines.scripts(source, calls)
-            try:
-                await crossing(then)()
-            except Exception as exc:
-                return replies, exc
-            return replies, None
-        return await crossing(_run_scripts_then)(self._client, self._script(source), calls, then)
 
     async def config_get(self, name: str) -> str:
         """The value of the setting ``name`` ('' when unknown); on a cluster, one node's."""
@@ -211,23 +190,6 @@ async def _run_pipeline(
 
 async def _run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
     return await script(keys=list(keys), args=list(args))
-
-
-async def _run_scripts_then(
-    client: aioredis.Redis | RedisCluster,
-    script: AsyncScript,
-    calls: Sequence[ScriptCall],
-    then: Callable[[], Awaitable[None]],
-) -> tuple[list[Any], Exception | None]:
-    if len(calls) == 1:
-        replies = [await script(keys=list(calls[0][0]), args=list(calls[0][1]))]
-    else:
-        replies = await _run_scripts(client, script, calls)
-    try:
-        await then()
-    except Exception as exc:
-        return replies, exc
-    return replies, None
 
 
 async def _unlink_matching(client: aioredis.Redis | RedisCluster, pattern: str, batch: int) -> int:
