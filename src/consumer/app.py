@@ -18,6 +18,7 @@ from consumer.expiry_listener import run_expiry_listener
 from consumer.handler import Handler, is_repeat_safe, load_handler
 from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
+from consumer.nudger import run_nudger
 from consumer.probes import run_probes
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
@@ -174,15 +175,19 @@ async def run_consumer(
         async with trio.open_nursery() as work:
 
             async def listen(slot: Slot) -> None:
-                await run_expiry_listener(
-                    address,
-                    channel,
-                    patterns,
-                    send.clone(),
-                    readiness,
-                    config.dedup_window_ms / 2000,
-                    slot.held,
-                )
+                async with trio.open_nursery() as listening:
+                    if slot.index == 0 and config.expiry_listeners > 0 and config.expiry_nudge_ms:
+                        listening.start_soon(run_nudger, redis, config.expiry_nudge_ms)
+                    await run_expiry_listener(
+                        address,
+                        channel,
+                        patterns,
+                        send.clone(),
+                        readiness,
+                        config.dedup_window_ms / 2000,
+                        slot.held,
+                    )
+                    listening.cancel_scope.cancel()
 
             await work.start(
                 run_dedup_publisher,

@@ -84,6 +84,9 @@ class ConsumerConfig:
     fleet: str = ""
     expiry_listeners: int = 2
     listener_lease_ms: int = 3000
+    #: How often the listener in slot 0 touches registered keys just past their deadline, so
+    #: that Redis announces them at once (``consumer.nudger``); 0: never.
+    expiry_nudge_ms: int = 5
     stream: StreamSettings = StreamSettings()
 
 
@@ -303,6 +306,7 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         fleet=_fleet(_get(env, "FLEET", "")),
         expiry_listeners=_int(env, "EXPIRY_LISTENERS", 2, 0, 1000),
         listener_lease_ms=_int(env, "LISTENER_LEASE_MS", 3000, 500, 600_000),
+        expiry_nudge_ms=_int(env, "EXPIRY_NUDGE_MS", 5, 0, 60_000),
         stream=load_stream(env),
     )
 

@@ -71,6 +71,14 @@ class RedisGateway:
         """Run ``commands`` in one round trip (no transaction); return their replies in order."""
         return await crossing(_run_pipeline)(self._client, commands)
 
+    async def commands(self, commands: Sequence[Sequence[str | int]]) -> list[Any]:
+        """Run ``commands`` in one round trip, as ``pipeline``, for commands whose replies
+        redis-py leaves as Redis sends them (lists of strings, integers): on one server
+        they go straight from trio."""
+        if self._lines is not None:
+            return await self._lines.commands(commands)
+        return await self.pipeline(commands)
+
     def _script(self, source: str) -> AsyncScript:
         script = self._scripts.get(source)
         if script is None:

@@ -139,6 +139,14 @@ class ScriptLines:
                 raise reply
         return replies
 
+    async def commands(self, commands: Sequence[Sequence[str | int]]) -> list[Any]:
+        """Run ``commands`` in one round trip; their replies as RESP gives them."""
+        replies = await self._run(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     async def _run(self, commands: Sequence[Sequence[str | int | bytes]]) -> list[Any]:
         for attempt in range(RETRIES + 1):
             line: _Line | None = None
