@@ -2,6 +2,7 @@
 
 import nats
 import pytest
+import trio
 from nats.js import api
 
 from dev.local_system import NatsServer
@@ -95,3 +96,27 @@ async def test_more_replicas_than_servers_says_what_to_change(nats_server: NatsS
         finally:
             await jetstream.aclose()
     assert "point NATS_URL at a cluster" in str(error.value)
+
+
+async def test_a_batch_is_answered_per_message_whether_jetstream_stored_it(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bridge():
+        jetstream = await JetStream.connect(nats_server.url, None, "test")
+        await jetstream.ensure_topology()
+        items = [("k:1", {"Nats-Msg-Id": "a"}), ("k:2 with\r\nnewline", {"Nats-Msg-Id": "b"})]
+        assert await jetstream.publish_batch(items) == [True, True]
+        assert await jetstream.publish_batch(items[:1]) == [True]  # a duplicate: it had it
+        assert await jetstream.publish_batch([]) == []
+
+        feed = await jetstream.open_feed()
+        stored: list[str] = []
+        with trio.fail_after(5):
+            while len(stored) < 2:
+                stored += [m.key for m in await feed.fetch(10, 1)]
+        assert stored == ["k:1", "k:2 with\r\nnewline"]
+        await feed.close()
+        await crossing(jetstream._js.delete_stream)(names.STREAM)
+        with trio.fail_after(4):  # no stream listens: refused at once, not after a timeout
+            assert await jetstream.publish_batch(items) == [False, False]
+        await jetstream.aclose()

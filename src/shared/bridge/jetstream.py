@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,8 @@ class JetStream:
         self._nc = nc
         self._js = nc.jetstream(publish_async_max_pending=20000)
         self._feeds: set[Feed] = set()
+        self._pub_acks: PubAcks | None = None
+        self._pub_acks_ready = trio.Lock()
         self.events = events
         self.queue = queue
         self.stream = stream
@@ -134,8 +136,33 @@ class JetStream:
         return await crossing(_ensure_topology)(self._js, self.queue, self.stream)
 
     async def publish_batch(self, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
-        """Publish each (key, headers); return per item whether JetStream stored it (or had it)."""
-        return await crossing(_publish_batch)(self._js, self.queue.subject, items)
+        """Publish each (key, headers); return per item whether JetStream stored it (or had it).
+
+        One write of the whole batch on the connection, from trio, each message with its own
+        reply subject; JetStream's answers are matched to them as nats-py reads them (see
+        ``PubAcks``). Items not answered within ``PUBLISH_TIMEOUT_S`` count as not stored.
+        """
+        if not items:
+            return []
+        async with self._pub_acks_ready:
+            if self._pub_acks is None:
+                self._pub_acks = await crossing(PubAcks.open)(self._nc)
+        acks = self._pub_acks
+        batch = acks.expect(len(items))
+        try:
+            subject = self.queue.subject
+            _write(
+                self._nc,
+                b"".join(
+                    _hpub(subject, f"{acks.prefix}{batch.id}.{index}", headers, key.encode())
+                    for index, (key, headers) in enumerate(items)
+                ),
+            )
+            with trio.move_on_after(PUBLISH_TIMEOUT_S):
+                await batch.answered.wait()
+            return list(batch.stored)
+        finally:
+            acks.forget(batch)
 
     async def open_feed(self) -> Feed:
         """Bind to the durable consumer (which must exist) with a fresh inbox for deliveries."""
@@ -303,18 +330,94 @@ def _stream_refused(exc: ServerError, settings: StreamSettings) -> Exception:
     return RuntimeError(f"JetStream refused to create the stream: {description}")
 
 
-async def _publish_batch(
-    js: Any, subject: str, items: Sequence[tuple[str, dict[str, str]]]
-) -> list[bool]:
-    futures = []
-    for key, headers in items:
-        futures.append(await js.publish_async(subject, key.encode(), headers=headers))
-    if not futures:
-        return []
-    done, pending = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
-    for future in pending:
-        future.cancel()
-    return [f in done and not f.cancelled() and f.exception() is None for f in futures]
+def _hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
+    """The protocol line of a publish with headers (as nats-py builds it)."""
+    header = b"NATS/1.0\r\n" + b"".join(
+        b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items()
+    )
+    header += b"\r\n"
+    size = len(header)
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+        subject.encode(),
+        reply.encode(),
+        size,
+        size + len(payload),
+        header,
+        payload,
+    )
+
+
+def _write(nc: Any, data: bytes) -> None:
+    """Write whole protocol commands on nats-py's connection, from trio, as its flusher would
+    (asyncio's transport buffers what the socket does not take at once)."""
+    if not nc.is_connected or nc._transport is None:
+        raise ConnectionError("NATS is not connected")
+    nc._transport.write(data)
+
+
+@dataclass
+class _Batch:
+    id: int
+    stored: list[bool]
+    waiting: int
+    answered: trio.Event
+
+
+class PubAcks:
+    """JetStream's answers to publishes, on one wildcard inbox, matched to their batches.
+
+    Runs as nats-py reads each answer (inside the trio run): no asyncio task per answer.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._batches: dict[int, _Batch] = {}
+        self._next_id = 0
+
+    @classmethod
+    async def open(cls, nc: Any) -> PubAcks:
+        """Subscribe to a fresh wildcard inbox for the answers."""
+        inbox = nc.new_inbox()
+        acks = cls(f"{inbox}.")
+        subscription = await nc.subscribe(f"{inbox}.>", pending_bytes_limit=512 * 1024 * 1024)
+        subscription._pending_queue = _Handoff(subscription, acks._answer)
+        return acks
+
+    def expect(self, count: int) -> _Batch:
+        """A batch of ``count`` publishes about to be written."""
+        self._next_id += 1
+        batch = _Batch(self._next_id, [False] * count, count, trio.Event())
+        self._batches[batch.id] = batch
+        return batch
+
+    def forget(self, batch: _Batch) -> None:
+        """Answers still to come for ``batch`` are ignored."""
+        self._batches.pop(batch.id, None)
+
+    def _answer(self, message: Any) -> None:
+        batch_id, _, index = message.subject[len(self.prefix) :].partition(".")
+        try:
+            batch = self._batches.get(int(batch_id))
+            at = int(index)
+        except ValueError:
+            return
+        if batch is None or not 0 <= at < len(batch.stored) or batch.stored[at]:
+            return
+        batch.stored[at] = _stored(message)
+        batch.waiting -= 1
+        if batch.waiting == 0:
+            batch.answered.set()
+
+
+def _stored(message: Any) -> bool:
+    """Whether JetStream's answer says it stored the message (or had it: a duplicate)."""
+    if (message.headers or {}).get("Status"):
+        return False  # 503: no stream listens on the subject (yet)
+    try:
+        answer = json.loads(message.data)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and "error" not in answer and "seq" in answer
 
 
 class Feed:
@@ -412,7 +515,7 @@ class PullFeed:
         # nats-py puts each message it reads into the subscription's queue; this one hands it
         # on to trio at once (no asyncio task woken per message). Nothing arrives before the
         # first pull request.
-        subscription._pending_queue = _TrioInbox(subscription, feed._send)
+        subscription._pending_queue = _Handoff(subscription, _handoff_to(feed._send))
         feed._subscription = subscription
         return feed
 
@@ -442,21 +545,29 @@ class PullFeed:
             log.debug("closing the pull feed: %s", exc)
 
 
-class _TrioInbox(asyncio.Queue[Any]):
-    """A subscription's message queue that passes each message to a trio memory channel
-    (nats-py calls ``put_nowait`` inside the trio run, where trio-asyncio runs it)."""
+class _Handoff(asyncio.Queue[Any]):
+    """A subscription's message queue that hands each message on at once, to ``deliver``
+    (nats-py calls ``put_nowait`` inside the trio run, where trio-asyncio runs it): no asyncio
+    task is woken per message."""
 
-    def __init__(self, subscription: Any, send: trio.MemorySendChannel[Any]) -> None:
+    def __init__(self, subscription: Any, deliver: Callable[[Any], None]) -> None:
         super().__init__()
         self._subscription = subscription
-        self._send = send
+        self._deliver = deliver
 
     def put_nowait(self, item: Any) -> None:
         # nats-py counted the message's bytes as pending; they are trio's to hold now.
         self._subscription._pending_size -= len(item.data)
+        self._deliver(item)
+
+
+def _handoff_to(send: trio.MemorySendChannel[Any]) -> Callable[[Any], None]:
+    def deliver(message: Any) -> None:
         # Once the feed is closed, JetStream delivers the message again after its ack wait.
         with contextlib.suppress(trio.ClosedResourceError):
-            self._send.send_nowait(item)
+            send.send_nowait(message)
+
+    return deliver
 
 
 def _delivery(msg: Any) -> JetStreamMessage:
