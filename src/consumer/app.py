@@ -223,6 +223,9 @@ async def run_consumer(
                 lease_ms=config.claim_lease_ms,
                 handler_timeout_s=config.handler_timeout_ms / 1000,
                 check_leases=not is_repeat_safe(handler),
+                # The listeners pull at any rate; the others join in while a backlog waits.
+                primary=lambda: readiness.listener,
+                overflow_pending=config.pull_overflow_pending,
             )
             for _ in range(PULL_WORKERS):
                 await work.start(run_pull_worker, context, readiness, stop, PULL_BATCH)

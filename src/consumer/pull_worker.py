@@ -28,7 +28,7 @@ from consumer.readiness import Readiness
 from shared import names, scripts, telemetry
 from shared.backoff import Backoff
 from shared.bridge import JetStream, JetStreamMessage, RedisGateway, ScriptCall
-from shared.bridge.jetstream import Feed
+from shared.bridge.jetstream import OVERFLOW_PENDING, Feed
 from shared.logs import Throttle
 from shared.names import SlotGroup
 
@@ -102,10 +102,14 @@ class WorkerContext:
     handler_timeout_s: float
     #: Check each claim's lease before calling the handler (not for a repeat-safe one).
     check_leases: bool = True
+    #: Whether this process pulls at any rate, or only while a backlog waits (see ``Feed``).
+    primary: Callable[[], bool] = lambda: True
+    #: How many messages must wait before a process that is not primary gets any (0: none).
+    overflow_pending: int = OVERFLOW_PENDING
     feed: SharedFeed = field(init=False)
 
     def __post_init__(self) -> None:
-        self.feed = SharedFeed(self.jetstream)
+        self.feed = SharedFeed(self.jetstream, self.primary, self.overflow_pending)
 
 
 class SharedFeed:
@@ -117,8 +121,12 @@ class SharedFeed:
     the same inbox for the next.
     """
 
-    def __init__(self, jetstream: JetStream) -> None:
+    def __init__(
+        self, jetstream: JetStream, primary: Callable[[], bool], overflow_pending: int
+    ) -> None:
         self._jetstream = jetstream
+        self._primary = primary
+        self._overflow_pending = overflow_pending
         self._feed: Feed | None = None
         self._binding = trio.Lock()
         self._readers = 0
@@ -128,7 +136,7 @@ class SharedFeed:
         drops the feed, so that the next one binds again."""
         async with self._binding:
             if self._feed is None:
-                self._feed = await self._jetstream.open_feed()
+                self._feed = await self._jetstream.open_feed(self._primary, self._overflow_pending)
             feed = self._feed
         try:
             return await feed.fetch(batch, wait_s)

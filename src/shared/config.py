@@ -87,6 +87,9 @@ class ConsumerConfig:
     #: How often the listener in slot 0 touches registered keys just past their deadline, so
     #: that Redis announces them at once (``consumer.nudger``); 0: never.
     expiry_nudge_ms: int = 5
+    #: Consumers that do not listen get messages only while this many wait in the queue
+    #: (the listeners work a trickle alone, in bigger batches); 0: every consumer at any rate.
+    pull_overflow_pending: int = 64
     stream: StreamSettings = StreamSettings()
 
 
@@ -307,6 +310,7 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         expiry_listeners=_int(env, "EXPIRY_LISTENERS", 2, 0, 1000),
         listener_lease_ms=_int(env, "LISTENER_LEASE_MS", 3000, 500, 600_000),
         expiry_nudge_ms=_int(env, "EXPIRY_NUDGE_MS", 5, 0, 60_000),
+        pull_overflow_pending=_int(env, "PULL_OVERFLOW_PENDING", 64, 0, 1_000_000),
         stream=load_stream(env),
     )
 

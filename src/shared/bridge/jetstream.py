@@ -25,6 +25,11 @@ from shared.logs import Throttle
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+#: The priority group every pull request names: with the overflow policy, a request that
+#: asks for ``min_pending`` gets messages only while that many wait (nats-server 2.11+).
+PRIORITY_GROUP = "workers"
+#: How many messages must wait before the feeds of non-primary processes get any (default).
+OVERFLOW_PENDING = 64
 
 
 DEFAULT_STREAM = StreamSettings()
@@ -164,9 +169,17 @@ class JetStream:
         finally:
             acks.forget(batch)
 
-    async def open_feed(self) -> Feed:
-        """Bind to the durable consumer (which must exist) with a fresh inbox for deliveries."""
-        feed = Feed(await crossing(PullFeed.open)(self._nc, self._js, self.queue))
+    async def open_feed(
+        self, primary: Callable[[], bool] = lambda: True, overflow_pending: int = OVERFLOW_PENDING
+    ) -> Feed:
+        """Bind to the durable consumer (which must exist) with a fresh inbox for deliveries.
+
+        ``primary`` says, at each pull request, whether this process takes messages at any
+        rate; the others get them only while ``overflow_pending`` wait (see ``Feed``; 0: at
+        any rate too).
+        """
+        pull = await crossing(PullFeed.open)(self._nc, self._js, self.queue, overflow_pending)
+        feed = Feed(pull, primary)
         self._feeds.add(feed)
         return feed
 
@@ -307,14 +320,46 @@ async def _ensure_topology(js: Any, queue: names.Queue, settings: StreamSettings
             raise _stream_refused(exc, settings) from None
         diffs = []
     try:
-        consumer = await js.consumer_info(queue.stream, queue.durable)
+        raw = await _consumer_info(js, queue)
+        grouped = _grouped(raw)  # before from_response, which turns the config into an object
+        consumer = api.ConsumerInfo.from_response(raw)
         found = _differences(
             wanted_consumer, consumer.config, ("ack_policy", "max_deliver", "ack_wait")
         )
+        if not grouped:
+            found.append(
+                f"priority_groups: wanted [{PRIORITY_GROUP!r}] (overflow), found none: every "
+                "consumer then pulls at every rate, in smaller batches"
+            )
         diffs += [f"consumer {queue.durable} {d}" for d in found]
     except NotFoundError:
-        await js.add_consumer(queue.stream, wanted_consumer)
+        config = {
+            **wanted_consumer.as_dict(),
+            "priority_groups": [PRIORITY_GROUP],
+            "priority_policy": "overflow",
+        }
+        await js._api_request(
+            f"{js._prefix}.CONSUMER.CREATE.{queue.stream}.{queue.durable}",
+            json.dumps({"stream_name": queue.stream, "config": config}).encode(),
+            timeout=js._timeout,
+        )
     return diffs
+
+
+async def _consumer_info(js: Any, queue: names.Queue) -> dict[str, Any]:
+    """The durable consumer's info as JetStream sends it (nats-py drops fields it does not
+    know, such as the priority groups)."""
+    reply: dict[str, Any] = await js._api_request(
+        f"{js._prefix}.CONSUMER.INFO.{queue.stream}.{queue.durable}", b"", timeout=js._timeout
+    )
+    return reply
+
+
+def _grouped(info: dict[str, Any]) -> bool:
+    config = info.get("config") or {}
+    return PRIORITY_GROUP in (config.get("priority_groups") or []) and (
+        config.get("priority_policy") == "overflow"
+    )
 
 
 def _stream_refused(exc: ServerError, settings: StreamSettings) -> Exception:
@@ -431,12 +476,20 @@ class Feed:
     Deliveries are handed to a trio memory channel as nats-py reads them, so a fetch that
     finds messages (or waits for them) does not cross into asyncio: at one key per ms nearly
     every fetch is of one message, and a crossing cost 250 to 320 µs of CPU (measured).
+
+    JetStream hands each message to the waiting pull requests in turn, so with every process
+    pulling, a trickle of keys arrives as batches of one, and each batch wakes a process (a
+    wake-up alone costs 60-250 µs of CPU here). So only primary processes (the listeners)
+    pull at any rate; the others ask with ``min_pending`` and get messages only while a
+    backlog waits (JetStream's overflow priority policy): the whole fleet works a burst.
     """
 
     REQUEST_EXPIRES_S = 2.0
 
-    def __init__(self, pull: PullFeed) -> None:
+    def __init__(self, pull: PullFeed, primary: Callable[[], bool] = lambda: True) -> None:
         self._pull = pull
+        self._primary = primary
+        self._asked_as_primary = True
         self._requested = 0
         self._request_ends = 0.0
         self._requesting = False
@@ -449,12 +502,18 @@ class Feed:
         give_up = trio.current_time() + wait_s
         while not out and not self.closed:
             now = trio.current_time()
-            if (self._requested <= 0 or now >= self._request_ends) and not self._requesting:
+            primary = self._primary()
+            if (
+                self._requested <= 0
+                or now >= self._request_ends
+                or primary != self._asked_as_primary  # became a listener, or stopped being one
+            ) and not self._requesting:
                 self._requesting = True  # one request at a time, whoever reads the feed
                 try:
-                    await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S)
+                    await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S, primary)
                 finally:
                     self._requesting = False
+                self._asked_as_primary = primary
                 self._requested = batch
                 # Ask again a little before the server lets the request expire.
                 self._request_ends = now + self.REQUEST_EXPIRES_S * 0.9
@@ -500,17 +559,23 @@ class PullFeed:
     """The asyncio side of a ``Feed``: a subscription to a fresh inbox whose messages go
     straight into a trio memory channel, and the pull requests answered there."""
 
-    def __init__(self, nc: Any, queue: names.Queue) -> None:
+    def __init__(self, nc: Any, queue: names.Queue, overflow_pending: int) -> None:
         self._nc = nc
         self._queue = queue
+        self._overflow_pending = overflow_pending
         self._subscription: Any = None
         self._send, self.inbox = trio.open_memory_channel[Any](math.inf)
+        #: Whether the durable consumer has the priority group (else requests name none).
+        self.grouped = False
 
     @classmethod
-    async def open(cls, nc: Any, js: Any, queue: names.Queue) -> PullFeed:
+    async def open(
+        cls, nc: Any, js: Any, queue: names.Queue, overflow_pending: int = OVERFLOW_PENDING
+    ) -> PullFeed:
         """Bind to the durable consumer (which must exist) and subscribe to a fresh inbox."""
-        await js.consumer_info(queue.stream, queue.durable)
-        feed = cls(nc, queue)
+        info = await _consumer_info(js, queue)
+        feed = cls(nc, queue, overflow_pending)
+        feed.grouped = _grouped(info)
         subscription = await nc.subscribe(nc.new_inbox(), pending_bytes_limit=512 * 1024 * 1024)
         # nats-py puts each message it reads into the subscription's queue; this one hands it
         # on to trio at once (no asyncio task woken per message). Nothing arrives before the
@@ -519,11 +584,17 @@ class PullFeed:
         feed._subscription = subscription
         return feed
 
-    async def request(self, batch: int, expires_s: float) -> None:
-        """Ask the durable consumer for up to ``batch`` messages within ``expires_s``."""
+    async def request(self, batch: int, expires_s: float, primary: bool = True) -> None:
+        """Ask the durable consumer for up to ``batch`` messages within ``expires_s``; only
+        while a backlog waits unless ``primary``."""
+        request: dict[str, Any] = {"batch": batch, "expires": int(expires_s * 1e9)}
+        if self.grouped:
+            request["group"] = PRIORITY_GROUP
+            if not primary and self._overflow_pending:
+                request["min_pending"] = self._overflow_pending
         await self._nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self._queue.stream}.{self._queue.durable}",
-            json.dumps({"batch": batch, "expires": int(expires_s * 1e9)}).encode(),
+            json.dumps(request).encode(),
             reply=self._subscription.subject,
         )
 
