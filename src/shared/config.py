@@ -87,8 +87,8 @@ class ConsumerConfig:
     #: How often the listener in slot 0 touches registered keys just past their deadline, so
     #: that Redis announces them at once (``consumer.nudger``); 0: never.
     expiry_nudge_ms: int = 5
-    #: Consumers that do not listen get messages only while this many wait in the queue
-    #: (the listeners work a trickle alone, in bigger batches); 0: every consumer at any rate.
+    #: Consumers other than the lead listener (slot 0) get messages only while this many wait
+    #: in the queue (the lead works a trickle alone, in bigger batches); 0: all at any rate.
     pull_overflow_pending: int = 64
     stream: StreamSettings = StreamSettings()
 

@@ -479,9 +479,10 @@ class Feed:
 
     JetStream hands each message to the waiting pull requests in turn, so with every process
     pulling, a trickle of keys arrives as batches of one, and each batch wakes a process (a
-    wake-up alone costs 60-250 µs of CPU here). So only primary processes (the listeners)
-    pull at any rate; the others ask with ``min_pending`` and get messages only while a
-    backlog waits (JetStream's overflow priority policy): the whole fleet works a burst.
+    wake-up alone costs 60-250 µs of CPU here). So only a primary process (the lead
+    listener, awake for every expiry anyway) pulls at any rate; the others ask with
+    ``min_pending`` and get messages only while a backlog waits (JetStream's overflow
+    priority policy): the whole fleet works a burst.
     """
 
     REQUEST_EXPIRES_S = 2.0
