@@ -18,6 +18,7 @@ from consumer.expiry_listener import run_expiry_listener
 from consumer.handler import Handler, is_repeat_safe, load_handler
 from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
+from consumer.nudger import run_nudger
 from consumer.probes import run_probes
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
@@ -172,17 +173,31 @@ async def run_consumer(
         )
         send, receive = trio.open_memory_channel[list[str]](64)
         async with trio.open_nursery() as work:
+            # The slot this consumer listens in, while it does. The listener in slot 0 leads:
+            # it touches keys as they fall due and works a trickle of keys alone.
+            listening_in: list[Slot] = []
+
+            def leading() -> bool:
+                return any(slot.index == 0 for slot in listening_in)
 
             async def listen(slot: Slot) -> None:
-                await run_expiry_listener(
-                    address,
-                    channel,
-                    patterns,
-                    send.clone(),
-                    readiness,
-                    config.dedup_window_ms / 2000,
-                    slot.held,
-                )
+                listening_in.append(slot)
+                try:
+                    async with trio.open_nursery() as listening:
+                        if leading() and config.expiry_listeners > 0 and config.expiry_nudge_ms:
+                            listening.start_soon(run_nudger, redis, config.expiry_nudge_ms)
+                        await run_expiry_listener(
+                            address,
+                            channel,
+                            patterns,
+                            send.clone(),
+                            readiness,
+                            config.dedup_window_ms / 2000,
+                            slot.held,
+                        )
+                        listening.cancel_scope.cancel()
+                finally:
+                    listening_in.remove(slot)
 
             await work.start(
                 run_dedup_publisher,
@@ -218,6 +233,9 @@ async def run_consumer(
                 lease_ms=config.claim_lease_ms,
                 handler_timeout_s=config.handler_timeout_ms / 1000,
                 check_leases=not is_repeat_safe(handler),
+                # The lead pulls at any rate; the others join in while a backlog waits.
+                primary=leading,
+                overflow_pending=config.pull_overflow_pending,
             )
             for _ in range(PULL_WORKERS):
                 await work.start(run_pull_worker, context, readiness, stop, PULL_BATCH)

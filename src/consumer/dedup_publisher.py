@@ -6,7 +6,7 @@ import logging
 
 import trio
 
-from consumer.publishing import Claimed, claim, give_back, publish_claimed
+from consumer.publishing import Claimed, QueuedMarks, claim, give_back, publish_claimed
 from shared import telemetry
 from shared.bridge import JetStream, RedisGateway
 from shared.logs import Throttle
@@ -50,13 +50,24 @@ async def run_dedup_publisher(
     ``window_ms`` is the dedup window outside a test (a test brings its own).
     """
     won_send, won_receive = trio.open_memory_channel[Claimed](WON_BACKLOG)
-    async with trio.open_nursery() as nursery:
-        async with won_receive:
-            for _ in range(publishers):
-                nursery.start_soon(_publish_won, redis, jetstream, won_receive.clone())
-        task_status.started()
-        async with won_send, receive:
-            await _claim_heard(redis, receive, won_send, lease_ms, window_ms, batch_limit)
+    # Well inside the claim lease, so that a claim waiting in a backlog keeps its lease.
+    marks = QueuedMarks(redis, min(1.0, lease_ms / 4000))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(marks.run)
+            async with trio.open_nursery() as publishing:
+                async with won_receive:
+                    for _ in range(publishers):
+                        publishing.start_soon(
+                            _publish_won, redis, jetstream, won_receive.clone(), marks
+                        )
+                task_status.started()
+                async with won_send, receive:
+                    await _claim_heard(redis, receive, won_send, lease_ms, window_ms, batch_limit)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await marks.flush()
 
 
 async def _claim_heard(
@@ -93,13 +104,14 @@ async def _publish_won(
     redis: RedisGateway,
     jetstream: JetStream,
     receive: trio.MemoryReceiveChannel[Claimed],
+    marks: QueuedMarks,
 ) -> None:
     throttle = Throttle()
     async with receive:
         async for won in receive:
             try:
                 with telemetry.STAGE_SECONDS.labels("publish").time():
-                    await publish_claimed(redis, jetstream, won)
+                    await publish_claimed(redis, jetstream, won, marks)
             except Exception as exc:  # leases still run out: sweepers republish these keys
                 telemetry.ERRORS.labels("dedup_publisher").inc()
                 if throttle.allow("publish"):

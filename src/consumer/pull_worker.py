@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import trio
@@ -27,7 +28,7 @@ from consumer.readiness import Readiness
 from shared import names, scripts, telemetry
 from shared.backoff import Backoff
 from shared.bridge import JetStream, JetStreamMessage, RedisGateway, ScriptCall
-from shared.bridge.jetstream import Feed
+from shared.bridge.jetstream import OVERFLOW_PENDING, Feed
 from shared.logs import Throttle
 from shared.names import SlotGroup
 
@@ -40,6 +41,11 @@ RETRY_DELAY_S = 1.0
 KEEPALIVE_S = 2.0
 
 T = TypeVar("T")
+
+# Children of labelled metrics, looked up once: the batch path runs for nearly every key.
+_CONSUME_BATCH = telemetry.BATCH_SIZE.labels("consume")
+_COUNT_STAGE = telemetry.STAGE_SECONDS.labels("count")
+_HANDLED_OK = telemetry.HANDLED.labels("ok")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,60 @@ class WorkerContext:
     handler_timeout_s: float
     #: Check each claim's lease before calling the handler (not for a repeat-safe one).
     check_leases: bool = True
+    #: Whether this process pulls at any rate, or only while a backlog waits (see ``Feed``).
+    primary: Callable[[], bool] = lambda: True
+    #: How many messages must wait before a process that is not primary gets any (0: none).
+    overflow_pending: int = OVERFLOW_PENDING
+    feed: SharedFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = SharedFeed(self.jetstream, self.primary, self.overflow_pending)
+
+
+class SharedFeed:
+    """The pull feed all workers of a process read: one pull request open per process.
+
+    JetStream hands each new message to the next waiting pull request in turn, so every open
+    request splits a trickle of keys into smaller batches, and the cost of a batch barely
+    depends on its size. With one feed, one worker handles a batch while the other waits on
+    the same inbox for the next.
+    """
+
+    def __init__(
+        self, jetstream: JetStream, primary: Callable[[], bool], overflow_pending: int
+    ) -> None:
+        self._jetstream = jetstream
+        self._primary = primary
+        self._overflow_pending = overflow_pending
+        self._feed: Feed | None = None
+        self._binding = trio.Lock()
+        self._readers = 0
+
+    async def fetch(self, batch: int, wait_s: float) -> list[JetStreamMessage]:
+        """What the feed has (see ``Feed.fetch``); binds first when not bound. A failed fetch
+        drops the feed, so that the next one binds again."""
+        async with self._binding:
+            if self._feed is None:
+                self._feed = await self._jetstream.open_feed(self._primary, self._overflow_pending)
+            feed = self._feed
+        try:
+            return await feed.fetch(batch, wait_s)
+        except Exception:
+            if self._feed is feed:
+                self._feed = None
+            await _drop(feed)
+            raise
+
+    def join(self) -> None:
+        """One more worker reads this feed."""
+        self._readers += 1
+
+    async def leave(self) -> None:
+        """A worker stops reading; the last one gives back what is still in the inbox."""
+        self._readers -= 1
+        if self._readers == 0:
+            feed, self._feed = self._feed, None
+            await _drop(feed)
 
 
 async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]:
@@ -128,7 +188,8 @@ async def complete(
     ctx: WorkerContext, deliveries: Sequence[Delivery], ack: Sequence[JetStreamMessage]
 ) -> Counted:
     """End the claims of ``deliveries`` and count each once (the idempotent COMPLETE script),
-    then acknowledge ``ack``: one crossing. Raises what the acks raised only once counted."""
+    then acknowledge ``ack``. What acknowledging raised is returned (``ack_failed``), since
+    the claims are counted by then."""
     now_ms = int(time.time() * 1000)
     state = (
         names.TEST_CURRENT,
@@ -145,9 +206,12 @@ async def complete(
         ([group.name(name) for name in state], [ctx.consumer_id, *(d.message.lease for d in part)])
         for group, part in _by_group(ctx, deliveries).items()
     ]
-    replies, ack_failed = await ctx.redis.scripts_then(
-        scripts.COMPLETE, calls, ctx.jetstream.acker(ack)
-    )
+    replies = await ctx.redis.scripts(scripts.COMPLETE, calls)
+    ack_failed: Exception | None = None
+    try:
+        await ctx.jetstream.ack(ack)
+    except Exception as exc:  # counted already: completing again would count nothing
+        ack_failed = exc
     counted, duplicates, stale = [sum(column) for column in zip(*replies, strict=True)] or [0, 0, 0]
     for d in deliveries:
         if d.deadline:
@@ -256,7 +320,7 @@ async def call_handler(ctx: WorkerContext, delivery: Delivery) -> str | None:
             return f"the handler took longer than {ctx.handler_timeout_s:g} s"
     finally:
         ctx.limiter.release()
-    telemetry.HANDLED.labels("ok").inc()
+    _HANDLED_OK.inc()
     return None
 
 
@@ -292,22 +356,58 @@ async def run_handlers(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> li
     return outcomes
 
 
-async def _keep_alive(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> None:
-    """While handlers run long: keep their messages in progress and their leases held."""
-    held = [d.message for d in deliveries]
-    while True:
-        await trio.sleep(KEEPALIVE_S)
-        await _still_working(ctx.jetstream, held)
-        try:
-            await begin(ctx, deliveries)
-        except Exception as exc:
-            log.debug("cannot extend %d leases: %s", len(deliveries), exc)
+class KeepAlive:
+    """Keeps the batch a worker holds alive while its handlers run long: its messages in
+    progress at JetStream, its leases held.
+
+    One task per worker, asleep under a deadline that each batch moves: no task started and
+    cancelled per batch (at one key per ms nearly every batch is of one key).
+    """
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self._ctx = ctx
+        self._held: Sequence[Delivery] = ()
+        self._due = math.inf
+        self._sleep = trio.CancelScope()
+
+    def hold(self, deliveries: Sequence[Delivery]) -> None:
+        """``deliveries`` are in hand from now on."""
+        self._held = deliveries
+        self._due = self._sleep.deadline = trio.current_time() + KEEPALIVE_S
+
+    def release(self) -> None:
+        """Nothing is in hand any more."""
+        self._held = ()
+        self._due = self._sleep.deadline = math.inf
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled."""
+        task_status.started()
+        while True:
+            self._sleep = trio.CancelScope(deadline=self._due)
+            with self._sleep:
+                await trio.sleep_forever()
+            deliveries = self._held
+            if not deliveries:
+                continue
+            self._due = trio.current_time() + KEEPALIVE_S
+            await _still_working(self._ctx.jetstream, [d.message for d in deliveries])
+            try:
+                await begin(self._ctx, deliveries)
+            except Exception as exc:
+                log.debug("cannot extend %d leases: %s", len(deliveries), exc)
 
 
-async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> None:
-    """Handle one fetch: every message ends acked, delivered again after a back-off, or termed."""
-    telemetry.BATCH_SIZE.labels("consume").observe(len(messages))
-    telemetry.REDELIVERIES.inc(sum(1 for m in messages if m.delivered > 1))
+async def handle_batch(
+    ctx: WorkerContext, messages: list[JetStreamMessage], keeper: KeepAlive
+) -> None:
+    """Handle one fetch: every message ends acked, delivered again after a back-off, or termed.
+
+    ``keeper`` keeps the messages alive while their handlers run long.
+    """
+    _CONSUME_BATCH.observe(len(messages))
+    if any(m.delivered > 1 for m in messages):
+        telemetry.REDELIVERIES.inc(sum(1 for m in messages if m.delivered > 1))
     deliveries: list[Delivery] = []
     poison: list[JetStreamMessage] = []
     for message in messages:
@@ -331,20 +431,21 @@ async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> 
         states = [1] * len(deliveries)
     live = [d for d, state in zip(deliveries, states, strict=True) if state == 1]
     settled = [d.message for d, state in zip(deliveries, states, strict=True) if state != 1]
-    telemetry.DUPLICATES.inc(sum(1 for s in states if s == 0))
-    telemetry.STALE.inc(sum(1 for s in states if s == 2))
+    if settled:
+        telemetry.DUPLICATES.inc(sum(1 for s in states if s == 0))
+        telemetry.STALE.inc(sum(1 for s in states if s == 2))
     if not live:
         await ctx.jetstream.ack(settled)
         return
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_keep_alive, ctx, live)
+    keeper.hold(live)
+    try:
         outcomes = await run_handlers(ctx, live)
         done = [d for d, failure in zip(live, outcomes, strict=True) if failure is None]
         failed = [(d, f) for d, f in zip(live, outcomes, strict=True) if f is not None]
         ack = [*settled, *(d.message for d in done)]
         result = None
         if done:
-            with telemetry.STAGE_SECONDS.labels("count").time():
+            with _COUNT_STAGE.time():
                 result = await until_done(
                     ctx, [d.message for d in done], "completing", lambda: complete(ctx, done, ack)
                 )
@@ -359,7 +460,8 @@ async def handle_batch(ctx: WorkerContext, messages: list[JetStreamMessage]) -> 
                 "recording dead letters",
                 lambda: record_dead_letters(ctx, last),
             )
-        nursery.cancel_scope.cancel()
+    finally:
+        keeper.release()
     if result is None:
         await ctx.jetstream.ack(ack)
     elif result.ack_failed is not None:
@@ -395,40 +497,40 @@ async def run_pull_worker(
     throttle = Throttle()
     backoff = Backoff(initial=0.1, cap=3.0)
     started = False
-    feed: Feed | None = None
+    keeper = KeepAlive(ctx)
+    ctx.feed.join()
     try:
-        while not stop.is_set():
-            try:
-                if feed is None:
-                    feed = await ctx.jetstream.open_feed()
-                messages = await feed.fetch(batch, FETCH_WAIT_S)
-            except Exception as exc:
-                readiness.bound = False
-                telemetry.ERRORS.labels("pull_worker").inc()
-                if throttle.allow("fetch"):
-                    log.warning("fetching from JetStream failed (%s); binding again", exc)
-                await _drop(feed)
-                feed = None
-                await backoff.wait()
-                await _ensure_topology(ctx.jetstream, throttle)
-                continue
-            readiness.bound = True
-            backoff.reset()
-            if not started:
-                started = True
-                task_status.started()
-            if not messages:
-                continue
-            try:
-                await handle_batch(ctx, messages)
-            except Exception as exc:  # settling failed (NATS away): JetStream redelivers
-                telemetry.ERRORS.labels("pull_worker").inc()
-                if throttle.allow("settle"):
-                    log.warning("settling %d messages failed (%s)", len(messages), exc)
-                await backoff.wait()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keeper.run)
+            while not stop.is_set():
+                try:
+                    messages = await ctx.feed.fetch(batch, FETCH_WAIT_S)
+                except Exception as exc:
+                    readiness.bound = False
+                    telemetry.ERRORS.labels("pull_worker").inc()
+                    if throttle.allow("fetch"):
+                        log.warning("fetching from JetStream failed (%s); binding again", exc)
+                    await backoff.wait()
+                    await _ensure_topology(ctx.jetstream, throttle)
+                    continue
+                readiness.bound = True
+                backoff.reset()
+                if not started:
+                    started = True
+                    task_status.started()
+                if not messages:
+                    continue
+                try:
+                    await handle_batch(ctx, messages, keeper)
+                except Exception as exc:  # settling failed (NATS away): JetStream redelivers
+                    telemetry.ERRORS.labels("pull_worker").inc()
+                    if throttle.allow("settle"):
+                        log.warning("settling %d messages failed (%s)", len(messages), exc)
+                    await backoff.wait()
+            nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
-            await _drop(feed)
+            await ctx.feed.leave()
 
 
 async def _drop(feed: Feed | None) -> None:

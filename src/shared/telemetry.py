@@ -225,7 +225,7 @@ LABEL_VALUES: dict[Counter | Histogram, tuple[str, ...]] = {
     HANDLED: ("ok", "failed", "timeout"),
     CLAIMS: ("won", "lost"),
     PUBLISHED: ("ok", "failed"),
-    ERRORS: ("expiry_listener", "dedup_publisher", "pull_worker", "sweeper"),
+    ERRORS: ("expiry_listener", "dedup_publisher", "pull_worker", "sweeper", "nudger"),
     BATCH_SIZE: ("claim", "consume"),
     STAGE_SECONDS: ("claim", "publish", "count"),
 }

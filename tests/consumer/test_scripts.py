@@ -137,11 +137,8 @@ async def test_completing_records_each_test_key_once_with_its_delay_and_bucket(
     redis_server: RedisServer,
 ) -> None:
     class NoAcks:
-        def acker(self, messages: object) -> object:
-            async def nothing() -> None:
-                return None
-
-            return lambda: nothing()
+        async def ack(self, messages: object) -> None:
+            return None
 
     async with bridged_redis(redis_server.url) as redis:
         await start_test_record(redis)

@@ -26,7 +26,9 @@ async def test_a_stop_during_the_start_stops_the_test_being_started(
 ) -> None:
     async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
         # Leftovers of an earlier test make the start's clearing take a while.
-        await redis.pipeline([("SET", names.gen_key(n), "old", "PX", 60_000) for n in range(3000)])
+        await redis.pipeline(
+            [("SET", names.gen_key(n), "old", "PX", 60_000) for n in range(30_000)]
+        )
         runner = TestRunner(redis, drain_timeout_s=2)
         await runner.recover_interrupted()
         started: list[str] = []

@@ -2,11 +2,13 @@
 
 import nats
 import pytest
+import trio
 from nats.js import api
 
 from dev.local_system import NatsServer
 from shared import names
 from shared.bridge import JetStream, open_bridge
+from shared.bridge.jetstream import CONSUMER_CONFIG, OVERFLOW_PENDING
 from shared.bridge.loop import crossing
 from shared.config import StreamSettings
 
@@ -95,3 +97,88 @@ async def test_more_replicas_than_servers_says_what_to_change(nats_server: NatsS
         finally:
             await jetstream.aclose()
     assert "point NATS_URL at a cluster" in str(error.value)
+
+
+async def test_a_batch_is_answered_per_message_whether_jetstream_stored_it(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bridge():
+        jetstream = await JetStream.connect(nats_server.url, None, "test")
+        await jetstream.ensure_topology()
+        items = [("k:1", {"Nats-Msg-Id": "a"}), ("k:2 with\r\nnewline", {"Nats-Msg-Id": "b"})]
+        assert await jetstream.publish_batch(items) == [True, True]
+        assert await jetstream.publish_batch(items[:1]) == [True]  # a duplicate: it had it
+        assert await jetstream.publish_batch([]) == []
+
+        feed = await jetstream.open_feed()
+        stored: list[str] = []
+        with trio.fail_after(5):
+            while len(stored) < 2:
+                stored += [m.key for m in await feed.fetch(10, 1)]
+        assert stored == ["k:1", "k:2 with\r\nnewline"]
+        await feed.close()
+        await crossing(jetstream._js.delete_stream)(names.STREAM)
+        with trio.fail_after(4):  # no stream listens: refused at once, not after a timeout
+            assert await jetstream.publish_batch(items) == [False, False]
+        await jetstream.aclose()
+
+
+async def test_only_primary_feeds_get_messages_unless_a_backlog_waits(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bridge():
+        jetstream = await JetStream.connect(nats_server.url, None, "test")
+        assert await jetstream.ensure_topology() == []  # created with the priority group
+        primary = True
+        lead = await jetstream.open_feed(lambda: primary)
+        other = await jetstream.open_feed(lambda: False)
+        assert await other.fetch(10, 0.1) == []  # its request is in, asking for a backlog
+        assert await lead.fetch(10, 0.1) == []
+        await jetstream.publish_batch([(f"k:{i}", {"Nats-Msg-Id": f"a{i}"}) for i in range(5)])
+        got = []
+        with trio.fail_after(5):
+            while len(got) < 5:
+                got += await lead.fetch(10, 0.5)
+        assert await other.fetch(10, 0.3) == []  # a trickle goes to the primary alone
+
+        primary = False  # no primary left: only a backlog of OVERFLOW_PENDING is handed out
+        assert await lead.fetch(10, 0.1) == []
+        backlog = [(f"b:{i}", {"Nats-Msg-Id": f"b{i}"}) for i in range(OVERFLOW_PENDING * 2)]
+        await jetstream.publish_batch(backlog)
+        taken = []
+        with trio.fail_after(5):
+            while not taken:
+                taken += await other.fetch(256, 0.5)
+        await jetstream.ack([*got, *taken])
+        await lead.close()
+        await other.close()
+        await jetstream.aclose()
+
+
+async def test_a_consumer_made_without_the_priority_group_is_reported_and_still_pulled(
+    nats_server: NatsServer,
+) -> None:
+    async def create_plain() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(
+            name=names.STREAM, subjects=[names.SUBJECT], retention=api.RetentionPolicy.WORK_QUEUE
+        )
+        await js.add_consumer(names.STREAM, CONSUMER_CONFIG)
+        await nc.close()
+
+    async with open_bridge():
+        await crossing(create_plain)()
+        jetstream = await JetStream.connect(nats_server.url, None, "test")
+        differences = await jetstream.ensure_topology()
+        assert any("priority_groups" in d for d in differences), differences
+        feed = await jetstream.open_feed(lambda: False)  # every feed pulls, as before
+        assert await jetstream.publish_batch([("k:1", {"Nats-Msg-Id": "1"})]) == [True]
+        with trio.fail_after(5):
+            messages = []
+            while not messages:
+                messages = await feed.fetch(10, 0.5)
+        assert [m.key for m in messages] == ["k:1"]
+        await jetstream.ack(messages)
+        await feed.close()
+        await jetstream.aclose()

@@ -1,8 +1,9 @@
-"""redis-py's asyncio client behind trio-callable methods, one crossing per call."""
+"""Redis for trio code: redis-py's asyncio client behind trio-callable methods (one crossing
+per call), and on one server the hot path's scripts straight from trio (``script_lines``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -16,11 +17,11 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bridge.loop import crossing
+from shared.bridge.script_lines import ScriptCall, ScriptLines
 from shared.names import SINGLE_SERVER, KeyLayout, cluster_layout
+from shared.pubsub import PubSubError, RedisAddress
 
 Command = Sequence[str | int | float | bytes]
-#: One call of a script: its KEYS and its ARGV.
-ScriptCall = tuple[Sequence[str], Sequence[str | int]]
 #: A ``REDIS_URL`` scheme that names a Redis Cluster (any of its nodes).
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
@@ -41,10 +42,17 @@ class RedisGateway:
     (redis-py sends each command to the master of its slot).
     """
 
-    def __init__(self, client: aioredis.Redis | RedisCluster, layout: KeyLayout) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        layout: KeyLayout,
+        lines: ScriptLines | None = None,
+    ) -> None:
         self._client = client
         self.layout = layout
         self._scripts: dict[str, AsyncScript] = {}
+        #: Scripts on one server run from trio directly (``script_lines``), not through asyncio.
+        self._lines = lines
 
     @classmethod
     async def connect(cls, url: str) -> RedisGateway:
@@ -52,7 +60,7 @@ class RedisGateway:
         if is_cluster_url(url):
             return cls(await crossing(_make_cluster_client)(url), cluster_layout())
         client = await crossing(_make_client)(url)
-        return cls(client, SINGLE_SERVER)
+        return cls(client, SINGLE_SERVER, _script_lines(url))
 
     async def call(self, *command: str | int | float | bytes) -> Any:
         """Run one command and return its reply."""
@@ -62,6 +70,14 @@ class RedisGateway:
         """Run ``commands`` in one round trip (no transaction); return their replies in order."""
         return await crossing(_run_pipeline)(self._client, commands)
 
+    async def commands(self, commands: Sequence[Sequence[str | int]]) -> list[Any]:
+        """Run ``commands`` in one round trip, as ``pipeline``, for commands whose replies
+        redis-py leaves as Redis sends them (lists of strings, integers): on one server
+        they go straight from trio."""
+        if self._lines is not None:
+            return await self._lines.commands(commands)
+        return await self.pipeline(commands)
+
     def _script(self, source: str) -> AsyncScript:
         script = self._scripts.get(source)
         if script is None:
@@ -70,6 +86,8 @@ class RedisGateway:
 
     async def script(self, source: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run the Lua ``source`` (cached by SHA on the server) with ``keys`` and ``args``."""
+        if self._lines is not None:
+            return (await self._lines.scripts(source, [(keys, args)]))[0]
         return await crossing(_run_script)(self._script(source), keys, args)
 
     async def scripts(self, source: str, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -77,23 +95,11 @@ class RedisGateway:
 
         What a slot group's work becomes on a cluster: one script call per group touched.
         """
+        if self._lines is not None:
+            return await self._lines.scripts(source, calls)
         if len(calls) == 1:
             return [await self.script(source, *calls[0])]
         return await crossing(_run_scripts)(self._client, self._script(source), calls)
-
-    async def scripts_then(
-        self,
-        source: str,
-        calls: Sequence[ScriptCall],
-        then: Callable[[], Awaitable[None]],
-    ) -> tuple[list[Any], Exception | None]:
-        """Run the Lua ``source`` per ``(keys, args)`` and, once they all succeeded, the
-        asyncio-side step ``then`` (such as ``JetStream.acker``): all in one crossing.
-
-        Returns the scripts' replies and what ``then`` raised (None when it succeeded): a
-        failed ``then`` must not make the caller run the scripts again.
-        """
-        return await crossing(_run_scripts_then)(self._client, self._script(source), calls, then)
 
     async def config_get(self, name: str) -> str:
         """The value of the setting ``name`` ('' when unknown); on a cluster, one node's."""
@@ -114,7 +120,23 @@ class RedisGateway:
 
     async def aclose(self) -> None:
         """Close every connection."""
+        if self._lines is not None:
+            await self._lines.aclose()
         await crossing(self._client.aclose)()
+
+
+def _script_lines(url: str) -> ScriptLines | None:
+    """Trio-native script connections for a ``redis://`` or ``rediss://`` server URL whose
+    options they understand; None leaves scripts to redis-py."""
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    query = url.partition("?")[2]
+    if any(option and not option.startswith("ssl_ca_certs=") for option in query.split("&")):
+        return None
+    try:
+        return ScriptLines(RedisAddress.from_url(url))
+    except PubSubError:
+        return None
 
 
 def _client_options(retries: int) -> dict[str, Any]:
@@ -170,23 +192,6 @@ async def _run_pipeline(
 
 async def _run_script(script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
     return await script(keys=list(keys), args=list(args))
-
-
-async def _run_scripts_then(
-    client: aioredis.Redis | RedisCluster,
-    script: AsyncScript,
-    calls: Sequence[ScriptCall],
-    then: Callable[[], Awaitable[None]],
-) -> tuple[list[Any], Exception | None]:
-    if len(calls) == 1:
-        replies = [await script(keys=list(calls[0][0]), args=list(calls[0][1]))]
-    else:
-        replies = await _run_scripts(client, script, calls)
-    try:
-        await then()
-    except Exception as exc:
-        return replies, exc
-    return replies, None
 
 
 async def _unlink_matching(client: aioredis.Redis | RedisCluster, pattern: str, batch: int) -> int:
