@@ -309,11 +309,18 @@ class TestRunner:
         if record is None or (record.saved and not self._running):
             return
         if document.get("test_id") != record.test_id:
+            # Redis still describes another test (the last one, while this one starts): none
+            # of its figures of time may stand, or the page would take this test's later
+            # samples, with a shorter elapsed time, for stale ones.
+            elapsed = 0.0  # still starting: its clock starts once Redis is cleared
+            if record.state != "starting" and record.started_at is not None:
+                elapsed = max(0.0, (record.finished_at or time.time()) - record.started_at)
             document.update(
                 test_id=record.test_id,
                 config=record.config.as_dict() if record.config else None,
                 started_at=record.started_at,
                 finished_at=record.finished_at,
+                elapsed_s=round(elapsed, 2),
                 verdict=record.verdict,
             )
         elif not record.saved:

@@ -68,3 +68,28 @@ async def test_a_status_read_from_redis_is_overlaid_by_the_running_test(
         runner.stop()
         await wait_for(lambda: runner.record is not None and runner.record.saved)
         nursery.cancel_scope.cancel()
+
+
+async def test_the_last_tests_times_never_stand_for_the_next_one(
+    redis_server: RedisServer,
+) -> None:
+    """Redis still holds the last test while the next one starts: its elapsed time must not
+    pass for the new test's, or the page would drop the new test's samples (shorter, when it
+    is stopped at once) as stale and stay on "starting"."""
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        runner = TestRunner(redis, drain_timeout_s=2)
+        await runner.recover_interrupted()
+        await runner.start(TestConfig(num_keys=100_000, key_delay=1), nursery)
+        assert runner.record is not None
+        runner.record.state = "starting"  # as it is while Redis is being cleared
+        document = {"test_id": "t-last", "state": "finished", "elapsed_s": 42.0}
+        runner.overlay(document)
+        assert document["test_id"] == runner.test_id and document["state"] == "starting"
+        assert document["elapsed_s"] == 0.0
+        runner.record.state = "generating"
+        document = {"test_id": "t-last", "state": "finished", "elapsed_s": 42.0}
+        runner.overlay(document)
+        assert 0.0 <= document["elapsed_s"] < 5.0
+        runner.stop()
+        await wait_for(lambda: runner.record is not None and runner.record.saved)
+        nursery.cancel_scope.cancel()
