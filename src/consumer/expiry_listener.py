@@ -25,6 +25,7 @@ async def run_expiry_listener(
     readiness: Readiness,
     stall_s: float = 2.5,
     holding: Callable[[], bool] = lambda: True,
+    pace: Callable[[], float] = lambda: 0.0,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -43,6 +44,7 @@ async def run_expiry_listener(
 
     ``holding`` says whether this consumer still holds its listener slot; once it does not
     (its lease ran out while it was frozen or cut off from Redis), the listener returns.
+    ``pace`` is how long to let events gather after each batch (0: read them as they come).
     """
     backoff = Backoff(initial=0.05, cap=2.0)
     started = False
@@ -66,7 +68,7 @@ async def run_expiry_listener(
                     started = True
                     task_status.started()
                 try:
-                    await _pass_on(subscription, patterns, send, stall_s, holding)
+                    await _pass_on(subscription, patterns, send, stall_s, holding, pace)
                 except SlotLost:
                     log.info("the listener slot's lease ran out; no longer listening")
                     return
@@ -96,6 +98,7 @@ async def _pass_on(
     send: trio.MemorySendChannel[list[str]],
     stall_s: float,
     holding: Callable[[], bool],
+    pace: Callable[[], float] = lambda: 0.0,
 ) -> None:
     """Forward batches until the subscription fails, the process stalls or the slot is lost."""
     matched = telemetry.EVENTS.labels("matched")
@@ -115,6 +118,8 @@ async def _pass_on(
                 ignored.inc(len(payloads) - len(keys))
                 if keys:
                     await send.send(keys)
+                if wait_s := pace():
+                    await trio.sleep(wait_s)
         except (OSError, PubSubError, Stalled, SlotLost) as exc:
             failure = exc  # raised below, outside the nursery, as itself
         nursery.cancel_scope.cancel()

@@ -70,7 +70,7 @@ class RedisGateway:
         """Run ``commands`` in one round trip (no transaction); return their replies in order."""
         return await crossing(_run_pipeline)(self._client, commands)
 
-    async def commands(self, commands: Sequence[Sequence[str | int]]) -> list[Any]:
+    async def commands(self, commands: Sequence[Command]) -> list[Any]:
         """Run ``commands`` in one round trip, as ``pipeline``, for commands whose replies
         redis-py leaves as Redis sends them (lists of strings, integers): on one server
         they go straight from trio."""

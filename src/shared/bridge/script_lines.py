@@ -44,7 +44,7 @@ _LINE_FAILURES = (
 _READ_SIZE = 64 * 1024
 
 
-def _encode(args: Sequence[str | int | bytes]) -> bytes:
+def _encode(args: Sequence[str | int | float | bytes]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
@@ -77,7 +77,7 @@ class _Line:
                 stream = trio.SSLStream(stream, context, server_hostname=address.host)
             line = cls(stream)
             try:
-                setup: list[list[str | int | bytes]] = []
+                setup: list[list[str | int | float | bytes]] = []
                 if address.password is not None:
                     setup.append(
                         ["AUTH", address.username, address.password]
@@ -95,7 +95,7 @@ class _Line:
                 raise
         return line
 
-    async def run(self, commands: Sequence[Sequence[str | int | bytes]]) -> list[Any]:
+    async def run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
         """Send ``commands`` in one write; their replies (errors as exceptions, not raised)."""
         await self._stream.send_all(b"".join(_encode(c) for c in commands))
         replies: list[Any] = []
@@ -139,7 +139,7 @@ class ScriptLines:
                 raise reply
         return replies
 
-    async def commands(self, commands: Sequence[Sequence[str | int]]) -> list[Any]:
+    async def commands(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
         """Run ``commands`` in one round trip; their replies as RESP gives them."""
         replies = await self._run(commands)
         for reply in replies:
@@ -147,7 +147,7 @@ class ScriptLines:
                 raise reply
         return replies
 
-    async def _run(self, commands: Sequence[Sequence[str | int | bytes]]) -> list[Any]:
+    async def _run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
         for attempt in range(RETRIES + 1):
             line: _Line | None = None
             try:
