@@ -21,8 +21,9 @@ from typing import Any
 
 import hiredis
 import trio
-from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
+from redis._parsers import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.pubsub import RedisAddress
@@ -53,12 +54,10 @@ def _encode(args: Sequence[str | int | float | bytes]) -> bytes:
 
 
 def _error(reply: hiredis.ReplyError) -> Exception:
-    text = str(reply)
-    if text.startswith("NOSCRIPT"):
-        return NoScriptError(text)
-    if text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
-        return AuthenticationError(text)
-    return ResponseError(text)
+    """The exception redis-py raises for this error reply (OOM, LOADING, READONLY, NOSCRIPT,
+    NOAUTH… each has its class, which the outage reports and the callers tell apart)."""
+    error: Exception = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
+    return error
 
 
 class _Line:
