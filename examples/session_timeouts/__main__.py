@@ -23,10 +23,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
 from examples.session_timeouts.handler import AUDIT_KEY
+from shared import names
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS_ENV = ROOT / ".local" / "servers.env"
@@ -101,22 +103,30 @@ def wait_ready(fleet: list[tuple[subprocess.Popen[bytes], int]], timeout: float 
         raise SystemExit("the sessions fleet did not get ready; see .local/example-logs/")
 
 
-def open_sessions(client: redis.Redis, count: int) -> list[str]:
+def open_sessions(client: redis.Redis, count: int, cluster: bool) -> list[str]:
     """Open ``count`` sessions with a TTL of 1-3 s: half registered, half plain SET.
 
-    The consumers loaded the ``expiry_register`` function into Redis when they started.
+    The consumers loaded the ``expiry_register`` functions into Redis when they started. On a
+    Redis Cluster a key and the registry live in different slots: a registered session is
+    registered first (``expiry_register_due``, in its slot group's registry), then written.
     """
     keys = []
-    pipe = client.pipeline(transaction=False)
+    layout = names.cluster_layout() if cluster else names.SINGLE_SERVER
+    registering = client.pipeline(transaction=False)
+    writing = client.pipeline(transaction=False)
     for index in range(count):
         key = f"session:{os.getpid()}-{index}"
         ttl = random.randint(1000, 3000)
-        if index % 2:
-            pipe.fcall("expiry_register", 2, key, "expiry:due", f"user-{index}", ttl)
+        if index % 2 and not cluster:
+            writing.fcall("expiry_register", 2, key, names.EXPIRY_DUE, f"user-{index}", ttl)
         else:
-            pipe.set(key, f"user-{index}", px=ttl)
+            if index % 2:
+                registry = layout.group_of(key).name(names.EXPIRY_DUE)
+                registering.fcall(names.FN_REGISTER_DUE, 1, registry, ttl, key)
+            writing.set(key, f"user-{index}", px=ttl)
         keys.append(key)
-    pipe.execute()
+    registering.execute()
+    writing.execute()
     return keys
 
 
@@ -128,14 +138,24 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
     redis_url, nats_url = servers()
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    cluster = redis_url.startswith(("redis+cluster://", "rediss+cluster://"))
+    client: redis.Redis = (
+        cast(
+            redis.Redis,
+            redis.RedisCluster.from_url(
+                redis_url.replace("+cluster", "", 1), decode_responses=True
+            ),
+        )
+        if cluster
+        else redis.Redis.from_url(redis_url, decode_responses=True)
+    )
     fleet = start_fleet(redis_url, nats_url, args.consumers, ROOT / ".local" / "example-logs")
     try:
         wait_ready(fleet)
-        keys = open_sessions(client, args.sessions)
+        keys = open_sessions(client, args.sessions, cluster)
         print(f"opened {len(keys)} sessions (half registered); waiting for them to time out")
         end = time.monotonic() + args.timeout
-        records: list[str | None] = []
+        records: list[Any] = []
         while time.monotonic() < end:
             records = client.hmget(AUDIT_KEY, keys)
             if all(records):

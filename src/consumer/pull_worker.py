@@ -69,13 +69,16 @@ class Delivery:
         )
 
 
-def parse_delivery(message: JetStreamMessage) -> Delivery | None:
+def parse_delivery(
+    message: JetStreamMessage, layout: names.KeyLayout = names.SINGLE_SERVER
+) -> Delivery | None:
     """The claim ``message`` carries, or None when it is malformed (a poison message)."""
     parsed = names.parse_lease(message.lease)
     if parsed is None or parsed[3] != message.key:
         return None
     claim_id, deadline, test_id, _ = parsed
-    return Delivery(message, claim_id, deadline, test_id)
+    identity = names.claim_identity(claim_id, layout.group_of(message.key))
+    return Delivery(message, identity, deadline, test_id)
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ async def record_dead_letters(
     now = time.time()
     per_group: dict[SlotGroup, list[str | int]] = {}
     for message, reason in given_up:
-        delivery = parse_delivery(message)
+        delivery = parse_delivery(message, ctx.redis.layout)
         record = {
             "key": message.key[:200],
             "test_id": delivery.test_id if delivery else "",
@@ -411,7 +414,7 @@ async def handle_batch(
     deliveries: list[Delivery] = []
     poison: list[JetStreamMessage] = []
     for message in messages:
-        delivery = parse_delivery(message)
+        delivery = parse_delivery(message, ctx.redis.layout)
         if delivery is None:
             poison.append(message)
         else:

@@ -290,14 +290,20 @@ def parse_lease(member: str) -> tuple[str, str, str, str] | None:
     return parts[0], parts[1], parts[2], parts[3]
 
 
+def claim_identity(claim_id: str, group: SlotGroup | None = None) -> str:
+    """A claim's id, unique in the whole system (what handlers key their side effects on): on a
+    cluster each slot group counts its own claim ids, so the group's tag leads
+    (``{xp:3:12}1795653…``); on one server, the id itself."""
+    return claim_id if group is None else f"{group.tag}{claim_id}"
+
+
 def msg_id(claim_id: str, generation: str = "", group: SlotGroup | None = None) -> str:
     """The JetStream ``Nats-Msg-Id`` of a claim's message.
 
     A republished claim gets a new ``generation`` so that JetStream's duplicate window does not
-    drop it; a second delivery of one claim is recognised by its lease, not by this id. On a
-    cluster each slot group counts its own claim ids, so the group's tag is part of the id.
+    drop it; a second delivery of one claim is recognised by its lease, not by this id.
     """
-    base = f"claim-{claim_id}" if group is None or not group.tag else f"claim-{group.tag}{claim_id}"
+    base = f"claim-{claim_identity(claim_id, group)}"
     return base if not generation else f"{base}.{generation}"
 
 

@@ -91,7 +91,11 @@ def test_a_cluster_splits_the_state_into_slot_groups_of_one_slot_each() -> None:
     assert all(len(command) == 2 for command in layout.unlink(["a", "b"]))
 
 
-def test_cluster_message_ids_name_the_group() -> None:
-    group = names.cluster_layout().groups[3]
-    assert names.msg_id("7", "", group) == f"claim-{group.tag}7"
+def test_cluster_claim_and_message_ids_name_the_group() -> None:
+    """Each slot group counts its own claim ids: what handlers and JetStream see must not
+    repeat across groups."""
+    first, second = names.cluster_layout().groups[3:5]
+    assert names.claim_identity("7", first) != names.claim_identity("7", second)
+    assert names.msg_id("7", "", first) == f"claim-{first.tag}7"
+    assert names.claim_identity("7", names.SINGLE_SERVER.groups[0]) == "7"
     assert names.msg_id("7", "", names.SINGLE_SERVER.groups[0]) == "claim-7"
