@@ -98,6 +98,11 @@ async def run_listener_quorum(
                     slot.index = index
                     listening = await nursery.start(_listen_in_scope, listen, slot)
                     log.info("listening for expiries in listener slot %d of %d", index, slots)
+                elif index >= 0 and index != slot.index:
+                    # Its lease ran out in Redis meanwhile (an outage) and it took a free slot:
+                    # another one, maybe the lead's (slot 0), which decides who pulls a trickle.
+                    slot.index = index
+                    log.info("listening on, now in listener slot %d of %d", index, slots)
                 elif index < 0 and listening is not None:
                     listening.cancel()
                     listening = None

@@ -20,11 +20,13 @@ class Fleet:
         self.nursery = nursery
         self.slots = slots
         self.listening: set[str] = set()
+        self.slots_of: dict[str, Slot] = {}
         self.scopes: dict[str, trio.CancelScope] = {}
 
     async def add(self, name: str) -> None:
         async def listen(slot: Slot) -> None:
             self.listening.add(name)
+            self.slots_of[name] = slot
             try:
                 await trio.sleep_forever()
             finally:
@@ -99,3 +101,32 @@ async def test_zero_slots_or_more_slots_than_consumers_means_everyone_listens(
 
                 await eventually(all_listen)
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_listener_that_took_another_slot_after_an_outage_knows_which(
+    redis_server: RedisServer,
+) -> None:
+    """Redis forgot the slots (their leases ran out during an outage) while both went on
+    listening; whoever asks first takes slot 0. Each must then know its new slot: the one in
+    slot 0 leads (works a trickle), and a fleet where nobody thinks so strands it."""
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        fleet = Fleet(redis, nursery, slots=2)
+        await fleet.add("c-0")
+        await fleet.add("c-1")
+
+        async def both_listen() -> bool:
+            return len(fleet.listening) == 2
+
+        await eventually(both_listen)
+        lead = next(name for name, slot in fleet.slots_of.items() if slot.index == 0)
+        other = next(name for name in fleet.slots_of if name != lead)
+        # The outage, as Redis sees it afterwards: the other holds slot 0, the lead nothing.
+        await redis.call("DEL", names.listener_slot("", 0), names.listener_slot("", 1))
+        await redis.call("SET", names.listener_slot("", 0), other, "PX", LEASE_MS)
+
+        async def swapped() -> bool:
+            return fleet.slots_of[other].index == 0 and fleet.slots_of[lead].index == 1
+
+        await eventually(swapped)
+        assert fleet.listening == {lead, other}
+        nursery.cancel_scope.cancel()

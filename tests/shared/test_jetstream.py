@@ -8,7 +8,7 @@ from nats.js import api
 from dev.local_system import NatsServer
 from shared import names
 from shared.bridge import JetStream, open_bridge
-from shared.bridge.jetstream import CONSUMER_CONFIG, OVERFLOW_PENDING
+from shared.bridge.jetstream import CONSUMER_CONFIG, OVERFLOW_PENDING, Feed
 from shared.bridge.loop import crossing
 from shared.config import StreamSettings
 
@@ -151,6 +151,27 @@ async def test_only_primary_feeds_get_messages_unless_a_backlog_waits(
                 taken += await other.fetch(256, 0.5)
         await jetstream.ack([*got, *taken])
         await lead.close()
+        await other.close()
+        await jetstream.aclose()
+
+
+async def test_a_trickle_is_pulled_within_seconds_when_no_feed_is_primary(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lead died (or holds its slot without knowing it yet): the others still ask without
+    ``min_pending`` now and then, so a trickle below the backlog threshold is not stranded."""
+    monkeypatch.setattr(Feed, "PLAIN_EVERY_S", 0.5)
+    async with open_bridge():
+        jetstream = await JetStream.connect(nats_server.url, None, "test")
+        assert await jetstream.ensure_topology() == []
+        other = await jetstream.open_feed(lambda: False)
+        assert await other.fetch(10, 0.1) == []
+        await jetstream.publish_batch([(f"t:{i}", {"Nats-Msg-Id": f"t{i}"}) for i in range(3)])
+        got = []
+        with trio.fail_after(10):
+            while len(got) < 3:
+                got += await other.fetch(10, 0.5)
+        await jetstream.ack(got)
         await other.close()
         await jetstream.aclose()
 

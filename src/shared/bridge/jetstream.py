@@ -486,10 +486,15 @@ class Feed:
     """
 
     REQUEST_EXPIRES_S = 2.0
+    #: A process that is not primary still asks without ``min_pending`` once this often, so
+    #: that a trickle never waits longer than that when no process is primary (the lead's
+    #: slot empty after it died, or held by a consumer that does not know it yet).
+    PLAIN_EVERY_S = 5.0
 
     def __init__(self, pull: PullFeed, primary: Callable[[], bool] = lambda: True) -> None:
         self._pull = pull
         self._primary = primary
+        self._plain_at = trio.current_time() + self.PLAIN_EVERY_S
         self._asked_as_primary = True
         self._requested = 0
         self._request_ends = 0.0
@@ -510,8 +515,11 @@ class Feed:
                 or primary != self._asked_as_primary  # became a listener, or stopped being one
             ) and not self._requesting:
                 self._requesting = True  # one request at a time, whoever reads the feed
+                plain = primary or now >= self._plain_at
+                if plain and not primary:
+                    self._plain_at = now + self.PLAIN_EVERY_S
                 try:
-                    await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S, primary)
+                    await crossing(self._pull.request)(batch, self.REQUEST_EXPIRES_S, plain)
                 finally:
                     self._requesting = False
                 self._asked_as_primary = primary
