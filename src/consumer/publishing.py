@@ -34,10 +34,7 @@ def key_of(member: str) -> str:
 
 def members_by_group(layout: KeyLayout, members: Sequence[str]) -> dict[SlotGroup, list[str]]:
     """Lease members split by the slot group of their keys (where their leases are)."""
-    parts: dict[SlotGroup, list[str]] = {}
-    for member in members:
-        parts.setdefault(layout.group_of(key_of(member)), []).append(member)
-    return parts
+    return layout.split(members, key_of)
 
 
 @dataclass(frozen=True)

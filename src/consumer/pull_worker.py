@@ -181,10 +181,7 @@ async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]
 def _by_group(
     ctx: WorkerContext, deliveries: Sequence[Delivery]
 ) -> dict[SlotGroup, list[Delivery]]:
-    parts: dict[SlotGroup, list[Delivery]] = {}
-    for delivery in deliveries:
-        parts.setdefault(ctx.redis.layout.group_of(delivery.message.key), []).append(delivery)
-    return parts
+    return ctx.redis.layout.split(deliveries, lambda delivery: delivery.message.key)
 
 
 async def complete(

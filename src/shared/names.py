@@ -13,10 +13,12 @@ Two layers share one Redis:
 
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Final
+from typing import Final, TypeVar
+
+T = TypeVar("T")
 
 # --- Redis: the pipeline -----------------------------------------------------------------
 DEDUP_KEY_PREFIX: Final = "dedup:"
@@ -169,9 +171,13 @@ class KeyLayout:
 
     def by_group(self, keys: Iterable[str]) -> dict[SlotGroup, list[str]]:
         """``keys`` split by group, each part in the order given."""
-        parts: dict[SlotGroup, list[str]] = {}
-        for key in keys:
-            parts.setdefault(self.group_of(key), []).append(key)
+        return self.split(keys, str)
+
+    def split(self, items: Iterable[T], key: Callable[[T], str]) -> dict[SlotGroup, list[T]]:
+        """``items`` split by the group of their ``key``, each part in the order given."""
+        parts: dict[SlotGroup, list[T]] = {}
+        for item in items:
+            parts.setdefault(self.group_of(key(item)), []).append(item)
         return parts
 
     def every(self, base: str) -> list[str]:

@@ -93,12 +93,31 @@ def is_pattern(channel: str) -> bool:
     return any(c in name for c in "*?[")
 
 
-def _encode(*args: bytes | str) -> bytes:
+def encode_command(args: Sequence[str | int | float | bytes]) -> bytes:
+    """One command in RESP, as Redis reads it."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+async def open_stream(address: RedisAddress) -> trio.abc.Stream:
+    """A connection to ``address``, TLS-wrapped for ``rediss`` (not yet authenticated)."""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
+    if address.tls:
+        context = ssl.create_default_context(cafile=address.ca_file)
+        stream = trio.SSLStream(stream, context, server_hostname=address.host)
+    return stream
+
+
+def auth_command(address: RedisAddress) -> list[str] | None:
+    """The ``AUTH`` command of ``address``'s credentials, or None without a password."""
+    if address.password is None:
+        return None
+    if address.username:
+        return ["AUTH", address.username, address.password]
+    return ["AUTH", address.password]
 
 
 class RespConnection:
@@ -111,17 +130,11 @@ class RespConnection:
     @classmethod
     async def open(cls, address: RedisAddress) -> Self:
         """Connect to ``address`` and authenticate; returns once Redis accepted the password."""
-        stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
-        if address.tls:
-            context = ssl.create_default_context(cafile=address.ca_file)
-            stream = trio.SSLStream(stream, context, server_hostname=address.host)
+        stream = await open_stream(address)
         connection = cls(stream)
         try:
-            if address.password is not None:
-                auth: tuple[str, ...] = (address.password,)
-                if address.username:
-                    auth = (address.username, address.password)
-                await connection.command("AUTH", *auth)
+            if (auth := auth_command(address)) is not None:
+                await connection.command(*auth)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
@@ -129,7 +142,7 @@ class RespConnection:
 
     async def command(self, *args: bytes | str) -> object:
         """Send one command and return its reply (a Redis error raises ``PubSubError``)."""
-        await self._stream.send_all(_encode(*args))
+        await self._stream.send_all(encode_command(args))
         return await self._reply()
 
     async def _reply(self) -> object:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from .manifests import AUTOSCALE, HA, HA_REDIS_CLUSTER, K8S, MONITORING, Manifest, render
+from .test_local_run import Fleet
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +39,13 @@ def ha() -> list[Manifest]:
 def ha_redis_cluster() -> list[Manifest]:
     """Every object ``kubectl kustomize k8s/overlays/ha-redis-cluster`` renders."""
     return render(HA_REDIS_CLUSTER)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """Local processes started from the manifests, stopped at the end (the tests' kubelet)."""
+    started = Fleet(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,15 +41,6 @@ from .test_manifests import RECOMMENDED_LABELS
 from .test_schemas import no_network  # noqa: F401 - a fixture
 
 CONTAINER_PORTS = {"client": 4222, "cluster": 6222, "monitor": 8222}
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    started = Fleet(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def nats_set(ha: list[Manifest]) -> Manifest:

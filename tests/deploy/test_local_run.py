@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -93,15 +92,6 @@ class Fleet:
         for process in reversed(self.processes):
             if not process._log.closed:
                 process.stop(timeout=10)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    started = Fleet(tmp_path)
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def wait_until(check: Any, timeout: float, what: str, fleet: Fleet) -> Any:

@@ -14,7 +14,6 @@ script of this system is safe to run twice), then raised as redis-py's own excep
 from __future__ import annotations
 
 import random
-import ssl
 from collections.abc import Sequence
 from hashlib import sha1
 from typing import Any
@@ -26,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.pubsub import RedisAddress
+from shared.pubsub import RedisAddress, auth_command, encode_command, open_stream
 
 #: One call of a script: its KEYS and its ARGV.
 ScriptCall = tuple[Sequence[str], Sequence[str | int]]
@@ -43,14 +42,6 @@ _LINE_FAILURES = (
     trio.TooSlowError,
 )
 _READ_SIZE = 64 * 1024
-
-
-def _encode(args: Sequence[str | int | float | bytes]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 def _error(reply: hiredis.ReplyError) -> Exception:
@@ -70,19 +61,12 @@ class _Line:
     @classmethod
     async def open(cls, address: RedisAddress) -> _Line:
         with trio.fail_after(CONNECT_TIMEOUT_S):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
-            if address.tls:
-                context = ssl.create_default_context(cafile=address.ca_file)
-                stream = trio.SSLStream(stream, context, server_hostname=address.host)
+            stream = await open_stream(address)
             line = cls(stream)
             try:
-                setup: list[list[str | int | float | bytes]] = []
-                if address.password is not None:
-                    setup.append(
-                        ["AUTH", address.username, address.password]
-                        if address.username
-                        else ["AUTH", address.password]
-                    )
+                setup: list[Sequence[str | int | float | bytes]] = []
+                if (auth := auth_command(address)) is not None:
+                    setup.append(auth)
                 if address.db:
                     setup.append(["SELECT", address.db])
                 if setup:
@@ -96,7 +80,7 @@ class _Line:
 
     async def run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
         """Send ``commands`` in one write; their replies (errors as exceptions, not raised)."""
-        await self._stream.send_all(b"".join(_encode(c) for c in commands))
+        await self._stream.send_all(b"".join(encode_command(c) for c in commands))
         replies: list[Any] = []
         while len(replies) < len(commands):
             reply = self._reader.gets()
