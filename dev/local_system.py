@@ -277,7 +277,17 @@ class RedisClusterNodes:
         self._workdir = workdir
         self._keyspace_events = keyspace_events
         self._node_timeout_ms = node_timeout_ms
+        #: Every port handed out to a node: ``free_port`` may return a port again until a
+        #: process binds it, and all nodes are set up before the first starts.
+        self._ports: set[int] = set()
         self.nodes: list[RedisServer] = [self._new_node() for _ in range(masters * (1 + replicas))]
+
+    def _unused_port(self) -> int:
+        port = free_port()
+        while port in self._ports:
+            port = free_port()
+        self._ports.add(port)
+        return port
 
     def _new_node(self) -> RedisServer:
         cluster_args = [
@@ -290,12 +300,17 @@ class RedisClusterNodes:
             str(self._node_timeout_ms),
             # The bus port defaults to port + 10000: past 65535 for many free ports.
             "--cluster-port",
-            str(free_port()),
+            str(self._unused_port()),
             # A replica that lagged on a busy test machine must still take over.
             "--cluster-replica-validity-factor",
             "0",
         ]
-        return RedisServer(self._workdir, keyspace_events=self._keyspace_events, extra=cluster_args)
+        return RedisServer(
+            self._workdir,
+            self._unused_port(),
+            keyspace_events=self._keyspace_events,
+            extra=cluster_args,
+        )
 
     def add_master(self) -> RedisServer:
         """Start a new, empty node and join it to the cluster as a master without slots."""
