@@ -142,7 +142,7 @@ class RedisServer:
         workdir: Path,
         port: int | None = None,
         password: str | None = None,
-        keyspace_events: str = "KEx",
+        keyspace_events: str = "KEgx",
         extra: Sequence[str] = (),
         *,
         tls: tuple[Path, Path, Path] | None = None,
@@ -269,7 +269,7 @@ class RedisClusterNodes:
         workdir: Path,
         masters: int = 3,
         replicas: int = 1,
-        keyspace_events: str = "KEx",
+        keyspace_events: str = "KEgx",
         node_timeout_ms: int = 1000,
     ) -> None:
         self.master_count = masters

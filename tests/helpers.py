@@ -72,6 +72,11 @@ async def add_due(redis: RedisGateway, keys: list[str], deadline_ms: int | None 
     return deadline
 
 
+def expired(key: str) -> tuple[str, str]:
+    """The event a listener passes on when it hears ``key`` expire."""
+    return (names.EXPIRED_EVENT, key)
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], limit_s: float = 15) -> None:
     """Await ``check`` until true; fail after ``limit_s`` seconds.
 

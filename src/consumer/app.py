@@ -10,6 +10,7 @@ what it already heard and the pull worker finish the batch in hand, then closes 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import trio
 
@@ -20,6 +21,7 @@ from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
 from consumer.nudger import run_nudger
 from consumer.probes import run_probes
+from consumer.publishing import KeyEvent
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
@@ -43,12 +45,25 @@ STANDBY_READ_S = 0.02
 PULL_WORKERS = 2
 
 
-async def check_keyspace_events(redis: RedisGateway) -> bool:
-    """Say clearly at start-up when Redis will not announce expirations.
+@dataclass(frozen=True)
+class KeyspaceEvents:
+    """What Redis announces, as its ``notify-keyspace-events`` says."""
 
-    True when Redis announces them on the keyspace channels (``K`` and ``x``), where it filters
-    by key pattern itself; the listener then subscribes there instead of to the keyevent one.
-    """
+    #: On the keyspace channels (``K``), where Redis filters by key pattern itself; else the
+    #: keyevent channel of expirations (``E``), every key's.
+    keyspace: bool = False
+    #: Also arming, moving and cancelling (``g``, on the keyspace channels): the fleet learns
+    #: every key's deadline from Redis itself.
+    deadlines: bool = False
+
+
+#: The setting this system asks of Redis: keyspace (K) and keyevent (E) channels, generic
+#: commands (g: expire, del, persist, rename) and expirations (x).
+WANTED_FLAGS = "KEgx"
+
+
+async def check_keyspace_events(redis: RedisGateway) -> KeyspaceEvents:
+    """Read what Redis announces; say clearly at start-up what is missing and what follows."""
     try:
         flags = await redis.config_get("notify-keyspace-events")
     except RedisAuthenticationError as exc:
@@ -57,7 +72,7 @@ async def check_keyspace_events(redis: RedisGateway) -> bool:
             "consumer stays unready",
             exc,
         )
-        return False
+        return KeyspaceEvents()
     except Exception as exc:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             log.error(
@@ -65,19 +80,35 @@ async def check_keyspace_events(redis: RedisGateway) -> bool:
                 "that signed it> to REDIS_URL; until then this consumer stays unready",
                 exc,
             )
-            return False
-        log.warning("cannot read notify-keyspace-events (%s); make sure it contains 'KEx'", exc)
-        return False
+            return KeyspaceEvents()
+        log.warning(
+            "cannot read notify-keyspace-events (%s); make sure it contains '%s'", exc, WANTED_FLAGS
+        )
+        return KeyspaceEvents()
     expiries = "x" in flags or "A" in flags
     if not expiries or ("E" not in flags and "K" not in flags):
         log.error(
             "Redis has notify-keyspace-events=%r, so it announces no expirations: set it to "
-            "include 'KEx' (redis-cli CONFIG SET notify-keyspace-events KEx). Until then only "
+            "include '%s' (redis-cli CONFIG SET notify-keyspace-events %s). Until then only "
             "registered keys are processed, by the sweeper, seconds late.",
             flags,
+            WANTED_FLAGS,
+            WANTED_FLAGS,
         )
-        return False
-    return "K" in flags
+        return KeyspaceEvents()
+    keyspace = "K" in flags
+    deadlines = keyspace and ("g" in flags or "A" in flags)
+    if not deadlines:
+        log.warning(
+            "Redis has notify-keyspace-events=%r, without %s: the fleet does not learn deadlines "
+            "from Redis, so a key written again within DEDUP_WINDOW_MS is not handled again, DEL "
+            "and PERSIST cancel nothing, and unregistered keys are as late as Redis announces "
+            "them; set it to '%s' to have all of that",
+            flags,
+            "'K' and 'g'" if not keyspace else "'g'",
+            WANTED_FLAGS,
+        )
+    return KeyspaceEvents(keyspace, deadlines)
 
 
 async def load_functions(redis: RedisGateway) -> None:
@@ -163,19 +194,22 @@ async def run_consumer(
         redis = await RedisGateway.connect(config.common.redis_url)
         jetstream = await connect_jetstream(config)
         readiness.nats_connected = lambda: jetstream.is_connected
-        keyspace = await check_keyspace_events(redis)
+        announced = await check_keyspace_events(redis)
         await load_functions(redis)
         channel = (
             names.keyspace_channels(address.db, patterns.patterns)
-            if keyspace
+            if announced.keyspace
             else names.expired_channel(address.db)
         )
+        heard_events = frozenset({names.EXPIRED_EVENT})
+        if announced.deadlines:
+            heard_events |= names.DEADLINE_EVENTS
         log.info(
             "handling expired keys matching %s with %s",
             ", ".join(patterns.patterns),
             config.handler,
         )
-        send, receive = trio.open_memory_channel[list[str]](64)
+        send, receive = trio.open_memory_channel[list[KeyEvent]](64)
         async with trio.open_nursery() as work:
             # The slot this consumer listens in, while it does. The listener in slot 0 leads:
             # it touches keys as they fall due and works a trickle of keys alone.
@@ -199,6 +233,7 @@ async def run_consumer(
                             config.dedup_window_ms / 2000,
                             slot.held,
                             lambda: 0.0 if slot.index == 0 else STANDBY_READ_S,
+                            heard_events,
                         )
                         listening.cancel_scope.cancel()
                 finally:

@@ -6,7 +6,7 @@ import logging
 
 import trio
 
-from consumer.publishing import Claimed, QueuedMarks, claim, give_back, publish_claimed
+from consumer.publishing import Claimed, KeyEvent, QueuedMarks, give_back, hear, publish_claimed
 from shared import telemetry
 from shared.bridge import JetStream, RedisGateway
 from shared.logs import Throttle
@@ -18,22 +18,22 @@ WON_BACKLOG = 64
 
 
 def take_waiting(
-    first: list[str], receive: trio.MemoryReceiveChannel[list[str]], limit: int
-) -> list[str]:
-    """``first`` plus whatever batches are already waiting, up to about ``limit`` keys."""
-    keys = list(first)
-    while len(keys) < limit:
+    first: list[KeyEvent], receive: trio.MemoryReceiveChannel[list[KeyEvent]], limit: int
+) -> list[KeyEvent]:
+    """``first`` plus whatever batches are already waiting, up to about ``limit`` events."""
+    events = list(first)
+    while len(events) < limit:
         try:
-            keys.extend(receive.receive_nowait())
+            events.extend(receive.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel):
             break
-    return keys
+    return events
 
 
 async def run_dedup_publisher(
     redis: RedisGateway,
     jetstream: JetStream,
-    receive: trio.MemoryReceiveChannel[list[str]],
+    receive: trio.MemoryReceiveChannel[list[KeyEvent]],
     lease_ms: int,
     window_ms: int,
     batch_limit: int,
@@ -41,7 +41,8 @@ async def run_dedup_publisher(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Claim every batch from the listener until its channel closes; publish what was won.
+    """Apply every batch of key events from the listener until its channel closes (deadlines
+    registered, expiries claimed); publish what was won.
 
     Claiming and publishing run as separate tasks so that the next claim does not wait for
     JetStream to acknowledge the last publish. A batch whose claim fails (Redis unreachable)
@@ -72,7 +73,7 @@ async def run_dedup_publisher(
 
 async def _claim_heard(
     redis: RedisGateway,
-    receive: trio.MemoryReceiveChannel[list[str]],
+    receive: trio.MemoryReceiveChannel[list[KeyEvent]],
     won_send: trio.MemorySendChannel[Claimed],
     lease_ms: int,
     window_ms: int,
@@ -80,15 +81,15 @@ async def _claim_heard(
 ) -> None:
     throttle = Throttle()
     async for first in receive:
-        keys = take_waiting(first, receive, batch_limit)
-        telemetry.BATCH_SIZE.labels("claim").observe(len(keys))
+        events = take_waiting(first, receive, batch_limit)
+        telemetry.BATCH_SIZE.labels("claim").observe(len(events))
         try:
             with telemetry.STAGE_SECONDS.labels("claim").time():
-                won = await claim(redis, keys, lease_ms, window_ms)
+                won = await hear(redis, events, lease_ms, window_ms)
         except Exception as exc:
             telemetry.ERRORS.labels("dedup_publisher").inc()
             if throttle.allow("claim"):
-                log.warning("claiming %d keys failed (%s); sweepers will retry", len(keys), exc)
+                log.warning("claiming %d keys failed (%s); sweepers will retry", len(events), exc)
             continue
         if won.members:
             try:

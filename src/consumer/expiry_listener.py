@@ -1,4 +1,5 @@
-"""Task: hear every Redis expiry; pass on the names matching ``KEY_PATTERNS``, a batch per read."""
+"""Task: hear what Redis says of the keys matching ``KEY_PATTERNS`` (their expiries, and with
+``g`` in notify-keyspace-events their deadlines armed, moved and cancelled); a batch per read."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from contextlib import AsyncExitStack
 
 import trio
 
+from consumer.publishing import KeyEvent
 from consumer.readiness import Readiness
-from shared import telemetry
+from shared import names, telemetry
 from shared.backoff import Backoff
 from shared.patterns import KeyPatterns
 from shared.pubsub import PubSubError, RedisAddress, Subscription, open_subscription
@@ -21,16 +23,18 @@ async def run_expiry_listener(
     address: RedisAddress,
     channel: str,
     patterns: KeyPatterns,
-    send: trio.MemorySendChannel[list[str]],
+    send: trio.MemorySendChannel[list[KeyEvent]],
     readiness: Readiness,
     stall_s: float = 2.5,
     holding: Callable[[], bool] = lambda: True,
     pace: Callable[[], float] = lambda: 0.0,
+    events: frozenset[str] = frozenset({names.EXPIRED_EVENT}),
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Subscribe to ``channel`` (on every master of a cluster) and send batches of expired keys
-    matching ``patterns``.
+    """Subscribe to ``channel`` (on every master of a cluster) and send batches of the
+    ``events`` (``expired``, and the deadline events when they are followed) of keys matching
+    ``patterns``, in the order heard.
 
     Pub/sub drops events while disconnected, so a lost connection is re-subscribed with
     back-off at once; what was missed meanwhile is the sweeper's to find. ``started`` fires
@@ -68,7 +72,7 @@ async def run_expiry_listener(
                     started = True
                     task_status.started()
                 try:
-                    await _pass_on(subscription, patterns, send, stall_s, holding, pace)
+                    await _pass_on(subscription, patterns, send, stall_s, holding, pace, events)
                 except SlotLost:
                     log.info("the listener slot's lease ran out; no longer listening")
                     return
@@ -95,29 +99,31 @@ class SlotLost(Exception):
 async def _pass_on(
     subscription: Subscription,
     patterns: KeyPatterns,
-    send: trio.MemorySendChannel[list[str]],
+    send: trio.MemorySendChannel[list[KeyEvent]],
     stall_s: float,
     holding: Callable[[], bool],
-    pace: Callable[[], float] = lambda: 0.0,
+    pace: Callable[[], float],
+    events: frozenset[str],
 ) -> None:
     """Forward batches until the subscription fails, the process stalls or the slot is lost."""
     matched = telemetry.EVENTS.labels("matched")
     ignored = telemetry.EVENTS.labels("ignored")
     clock = _StallClock(stall_s)
+    wanted = frozenset(event.encode() for event in events)
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(clock.tick)
         try:
             while True:
-                payloads = await subscription.receive_batch()
+                heard = await subscription.receive_batch()
                 clock.check()
                 if not holding():
                     raise SlotLost
-                keys = patterns.select(payloads)
-                matched.inc(len(keys))
-                ignored.inc(len(payloads) - len(keys))
-                if keys:
-                    await send.send(keys)
+                selected = patterns.select_events(heard, wanted)
+                matched.inc(len(selected))
+                ignored.inc(len(heard) - len(selected))
+                if selected:
+                    await send.send(selected)
                 if wait_s := pace():
                     await trio.sleep(wait_s)
         except (OSError, PubSubError, Stalled, SlotLost) as exc:

@@ -23,7 +23,7 @@ _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.
 
 
 def claim_keys(group: SlotGroup) -> list[str]:
-    """The state every claim of ``group`` reads and writes (the first KEYS of CLAIM)."""
+    """The state every claim of ``group`` reads and writes (the first KEYS of HEAR)."""
     return [group.name(name) for name in _CLAIM_KEYS]
 
 
@@ -46,16 +46,52 @@ class Claimed:
     generation: str = ""
 
 
-async def claim(redis: RedisGateway, keys: Sequence[str], lease_ms: int, window_ms: int) -> Claimed:
-    """Try to win ``keys`` (one atomic script per slot group); return the claims won."""
-    calls: list[ScriptCall] = [
-        ([*claim_keys(group), *(group.dedup(k) for k in part)], [lease_ms, window_ms, *part])
-        for group, part in redis.layout.by_group(keys).items()
-    ]
-    won = [member for reply in await redis.scripts(scripts.CLAIM, calls) for member in reply]
+#: What a listener heard of one key: (event, key), such as ``("expired", "session:7")``.
+KeyEvent = tuple[str, str]
+
+
+async def hear(
+    redis: RedisGateway, events: Sequence[KeyEvent], lease_ms: int, window_ms: int
+) -> Claimed:
+    """Apply ``events``, in the order heard, with one atomic script per slot group (``HEAR``):
+    deadlines armed, moved or cancelled go into the registry, and each expiry instance is won
+    by one caller only. Returns the claims won.
+
+    On a cluster what the script needs to know of each key (whether it exists, its deadline) is
+    read first, in one round trip: a key and its group's state live in different slots.
+    """
+    seen = [""] * len(events)
+    if redis.layout.cluster:
+        reads = [
+            ("EXISTS" if event == names.EXPIRED_EVENT else "PEXPIRETIME", key)
+            for event, key in events
+        ]
+        seen = [str(int(reply)) for reply in await redis.pipeline(reads)]
+    calls: list[ScriptCall] = []
+    for group, part in redis.layout.split(zip(events, seen, strict=True), _key_of_heard).items():
+        script_keys = claim_keys(group)
+        args: list[str | int] = [lease_ms, window_ms]
+        for (event, key), read in part:
+            if event == names.EXPIRED_EVENT:
+                script_keys.append(group.dedup(key))
+            if not read:
+                script_keys.append(key)
+            args += [event, key, read]
+        calls.append((script_keys, args))
+    won = [member for reply in await redis.scripts(scripts.HEAR, calls) for member in reply]
+    expiries = sum(1 for event, _ in events if event == names.EXPIRED_EVENT)
     telemetry.CLAIMS.labels("won").inc(len(won))
-    telemetry.CLAIMS.labels("lost").inc(len(keys) - len(won))
+    telemetry.CLAIMS.labels("lost").inc(expiries - len(won))
     return Claimed(won)
+
+
+def _key_of_heard(heard: tuple[KeyEvent, str]) -> str:
+    return heard[0][1]
+
+
+async def claim(redis: RedisGateway, keys: Sequence[str], lease_ms: int, window_ms: int) -> Claimed:
+    """Try to win the expiries of ``keys``, as if each had been heard expiring."""
+    return await hear(redis, [(names.EXPIRED_EVENT, key) for key in keys], lease_ms, window_ms)
 
 
 async def scan_overdue(

@@ -12,10 +12,11 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from shared import names
 from shared.patterns import KeyPatterns, PatternError
+from shared.redis_address import RedisAddress
 
 
 class ConfigError(ValueError):
@@ -133,6 +134,22 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return value
 
 
+def _redis_url(env: Mapping[str, str]) -> str:
+    """``REDIS_URL``, checked by the parser every part of the system reads it with."""
+    value = _get(env, "REDIS_URL", "redis://localhost:6379/0")
+    try:
+        address = RedisAddress.from_url(value)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL={_redact_loosely(value)} is not usable: {exc}") from None
+    if address.socket_path is None:
+        _url(env, "REDIS_URL", value, _REDIS_SCHEMES)
+    if address.ca_file is not None and not os.path.isfile(address.ca_file):
+        raise ConfigError(
+            f"REDIS_URL names ssl_ca_certs={address.ca_file!r}, which is not a readable file"
+        )
+    return value
+
+
 def _redis_db(name: str, path: str, query: str) -> None:
     """The database number of a Redis URL must be a number (``/0``, or ``?db=0``)."""
     db = path.strip("/")
@@ -240,12 +257,7 @@ def redact(url: str) -> str:
 
 def load_common(env: Mapping[str, str]) -> CommonConfig:
     """Read the settings both services share."""
-    redis_url = _url(env, "REDIS_URL", "redis://localhost:6379/0", _REDIS_SCHEMES)
-    for ca_file in parse_qs(urlsplit(redis_url).query).get("ssl_ca_certs", []):
-        if not os.path.isfile(ca_file):
-            raise ConfigError(
-                f"REDIS_URL names ssl_ca_certs={ca_file!r}, which is not a readable file"
-            )
+    redis_url = _redis_url(env)
     return CommonConfig(
         redis_url=redis_url,
         nats_url=_url_list(env, "NATS_URL", "nats://localhost:4222", ("nats", "tls")),

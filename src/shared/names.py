@@ -23,6 +23,11 @@ T = TypeVar("T")
 # --- Redis: the pipeline -----------------------------------------------------------------
 DEDUP_KEY_PREFIX: Final = "dedup:"
 EXPIRED_CHANNEL: Final = "__keyevent@{db}__:expired"
+#: The keyspace event announcing an expiry, and those telling of a key's deadline: armed or
+#: moved (``expire``), removed (``persist``), the key gone (``del``, ``rename_from``) or arrived
+#: under a new name (``rename_to``). Redis sends the latter with ``g`` in notify-keyspace-events.
+EXPIRED_EVENT: Final = "expired"
+DEADLINE_EVENTS: Final = frozenset({"expire", "persist", "del", "rename_from", "rename_to"})
 
 #: Sorted set of registered keys waiting to expire; member = key, score = deadline (unix ms).
 #: Written by the ``expiry_register`` functions together with the key itself.
@@ -57,6 +62,9 @@ FN_REGISTER_MANY: Final = "expiry_register_many"
 #: Registration alone, for a Redis Cluster (where the producer writes the keys afterwards).
 FN_REGISTER_DUE: Final = "expiry_register_due"
 FN_VERSION: Final = "expiry_library_version"
+#: Cancel a key's expiry before it fires / move its deadline (the key and its registration).
+FN_CANCEL: Final = "expiry_cancel"
+FN_RESCHEDULE: Final = "expiry_reschedule"
 
 METRICS_GENERATED: Final = "metrics:generated"
 METRICS_CONSUMED: Final = "metrics:consumed"

@@ -91,5 +91,25 @@ class KeyPatterns:
                 continue
         return selected
 
+    def select_events(
+        self, heard: Sequence[tuple[bytes, bytes]], events: frozenset[bytes]
+    ) -> list[tuple[str, str]]:
+        """The ``(event, key)`` pairs among ``heard`` whose event is one of ``events`` and whose
+        key ``select`` would keep, decoded, in the order heard."""
+        wanted = [(event, key) for event, key in heard if event in events]
+        keys = self.select([key for _, key in wanted])
+        if len(keys) == len(wanted):
+            return [(event.decode(), key) for (event, _), key in zip(wanted, keys, strict=True)]
+        kept = set(keys)
+        selected = []
+        for event, raw in wanted:
+            try:
+                key = raw.decode()
+            except UnicodeDecodeError:
+                continue
+            if key in kept:
+                selected.append((event.decode(), key))
+        return selected
+
     def __repr__(self) -> str:
         return f"KeyPatterns({', '.join(self.patterns)})"

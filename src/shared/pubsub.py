@@ -16,14 +16,15 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol, Self
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 import trio
 
-from shared.config import redact
+from shared.redis_address import RedisAddress
+
+__all__ = ["Heard", "Node", "PubSubError", "RedisAddress", "Subscription", "open_subscription"]
 
 log = logging.getLogger(__name__)
 
@@ -37,54 +38,12 @@ _BATCHES_BUFFERED = 64
 
 #: A cluster node: (host, port).
 Node = tuple[str, int]
+#: One keyspace event as Redis sent it: (event, key), such as ``(b"expired", b"session:7")``.
+Heard = tuple[bytes, bytes]
 
 
 class PubSubError(ConnectionError):
     """The subscription connection failed or Redis refused a command on it."""
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """Where and how to reach Redis, taken from a ``redis://`` or ``rediss://`` URL.
-
-    ``redis+cluster://`` and ``rediss+cluster://`` name one node (a seed) of a Redis Cluster.
-    """
-
-    host: str
-    port: int
-    db: int
-    username: str | None
-    password: str | None
-    tls: bool
-    #: The CA to trust for ``rediss://`` (the URL's ``ssl_ca_certs``, as redis-py reads it).
-    ca_file: str | None = None
-    #: The URL names a seed node of a Redis Cluster (scheme ``redis+cluster``/``rediss+cluster``).
-    cluster: bool = False
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisAddress:
-        """Parse ``url`` (the format of ``REDIS_URL``)."""
-        parts = urlsplit(url)
-        path = parts.path.lstrip("/")
-        ca_files = parse_qs(parts.query).get("ssl_ca_certs", [])
-        try:
-            db = int(path) if path else 0
-        except ValueError:
-            raise PubSubError(f"bad database number in {redact(url)}") from None
-        return cls(
-            host=parts.hostname or "localhost",
-            port=parts.port or 6379,
-            db=db,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=parts.scheme in ("rediss", "rediss+cluster"),
-            ca_file=ca_files[-1] if ca_files else None,
-            cluster=parts.scheme.endswith("+cluster"),
-        )
-
-    def at(self, node: Node) -> RedisAddress:
-        """This address pointed at one ``node`` of the cluster (same credentials and TLS)."""
-        return replace(self, host=node[0], port=node[1], cluster=False)
 
 
 def is_pattern(channel: str) -> bool:
@@ -104,7 +63,11 @@ def encode_command(args: Sequence[str | int | float | bytes]) -> bytes:
 
 async def open_stream(address: RedisAddress) -> trio.abc.Stream:
     """A connection to ``address``, TLS-wrapped for ``rediss`` (not yet authenticated)."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(address.host, address.port)
+    stream: trio.abc.Stream
+    if address.socket_path is not None:
+        stream = await trio.open_unix_socket(address.socket_path)
+    else:
+        stream = await trio.open_tcp_stream(address.host, address.port)
     if address.tls:
         context = ssl.create_default_context(cafile=address.ca_file)
         stream = trio.SSLStream(stream, context, server_hostname=address.host)
@@ -188,33 +151,35 @@ class Subscriber(RespConnection):
             raise
         return subscriber
 
-    async def receive_batch(self) -> list[bytes]:
-        """Wait for at least one read from the socket; return the expired keys it held.
+    async def receive_batch(self) -> list[Heard]:
+        """Wait for at least one read from the socket; return the key events it held, in order.
 
-        A keyevent message carries the key as its payload; a keyspace message (from a pattern)
-        carries it in its channel, ``__keyspace@<db>__:<key>``, with the payload ``expired``.
+        A keyevent message carries the key as its payload and the event in its channel,
+        ``__keyevent@<db>__:<event>``; a keyspace message (from a pattern) carries the key in
+        its channel, ``__keyspace@<db>__:<key>``, and the event as its payload.
         """
-        keys: list[bytes] = []
-        while not keys:
+        heard: list[Heard] = []
+        while not heard:
             await self._fill()
             while (reply := self._reader.gets()) is not False:
                 if not isinstance(reply, list):
                     continue
-                if len(reply) == 3 and reply[0] == b"message":
-                    if not reply[1].startswith(b"__keyspace@"):
-                        keys.append(reply[2])
-                    elif reply[2] == b"expired":
-                        keys.append(reply[1].split(b"__:", 1)[1])
-                elif len(reply) == 4 and reply[0] == b"pmessage" and reply[3] == b"expired":
-                    keys.append(reply[2].split(b"__:", 1)[1])
-        return keys
+                if len(reply) == 4 and reply[0] == b"pmessage":
+                    heard.append((reply[3], reply[2].split(b"__:", 1)[1]))
+                elif len(reply) == 3 and reply[0] == b"message":
+                    kind, _, name = reply[1].partition(b"__:")
+                    if kind.startswith(b"__keyspace@"):
+                        heard.append((reply[2], name))
+                    else:
+                        heard.append((name, reply[2]))
+        return heard
 
 
 class Subscription(Protocol):
-    """What the expiry listener reads: batches of expired keys, from one node or a cluster."""
+    """What the expiry listener reads: batches of key events, from one node or a cluster."""
 
-    async def receive_batch(self) -> list[bytes]:
-        """Wait until at least one key expired; return the expired keys heard."""
+    async def receive_batch(self) -> list[Heard]:
+        """Wait until at least one key event came; return the events heard, in order."""
         ...
 
 
@@ -339,7 +304,7 @@ class ClusterSubscription:
         self._failing: set[Node] = set()
         self._known: list[Node] = []
         self._failure: PubSubError | None = None
-        self._send, self._receive = trio.open_memory_channel[list[bytes]](_BATCHES_BUFFERED)
+        self._send, self._receive = trio.open_memory_channel[list[Heard]](_BATCHES_BUFFERED)
 
     @classmethod
     @asynccontextmanager
@@ -365,8 +330,8 @@ class ClusterSubscription:
         """The nodes (masters, then replicas waiting to be promoted) subscribed on right now."""
         return sorted(node for node, follower in self._followed.items() if follower.subscribed)
 
-    async def receive_batch(self) -> list[bytes]:
-        """Wait until some master published an expiry; return every key heard by then.
+    async def receive_batch(self) -> list[Heard]:
+        """Wait until some master published a key event; return every event heard by then.
 
         Raises ``PubSubError`` once no master is followed and none of the cluster answers.
         """
@@ -423,7 +388,7 @@ class ClusterSubscription:
                 self._nursery.start_soon(self._follow, node, follower, self._send.clone())
 
     async def _follow(
-        self, node: Node, follower: _Follower, send: trio.MemorySendChannel[list[bytes]]
+        self, node: Node, follower: _Follower, send: trio.MemorySendChannel[list[Heard]]
     ) -> None:
         """Forward ``node``'s expired keys until its connection fails or it is let go."""
         try:
@@ -451,7 +416,7 @@ class ClusterSubscription:
         return subscriber
 
     async def _forward(
-        self, node: Node, subscriber: Subscriber, send: trio.MemorySendChannel[list[bytes]]
+        self, node: Node, subscriber: Subscriber, send: trio.MemorySendChannel[list[Heard]]
     ) -> None:
         try:
             while True:

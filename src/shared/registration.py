@@ -1,8 +1,10 @@
 """Registering expiring keys with the pipeline: the Redis function library and its helpers.
 
 A producer that registers a key (``FCALL expiry_register``) gets the stronger promise: the key
-is processed even when no consumer heard its expiry. Consumers load the library at start-up
-(``ensure_library``, idempotent and versioned); trio code registers keys with ``Registry``.
+is processed even when no consumer heard its expiry. ``expiry_cancel`` and
+``expiry_reschedule`` cancel or move a key's expiry with a definite answer. Consumers load the
+library at start-up (``ensure_library``, idempotent and versioned); trio code registers,
+cancels and reschedules keys with ``Registry``.
 """
 
 from __future__ import annotations
@@ -131,13 +133,69 @@ class Registry:
         if not items:
             raise ValueError("nothing to register")
         stages = register_stages(self.redis.layout, items, ttl_ms)
+        return int((await self._run(stages))[0])
+
+    async def cancel(self, key: str) -> bool:
+        """Cancel ``key``'s expiry: delete the key and its registration, unless it fired.
+
+        True: cancelled before it fired, it will never be handled. False: too late, it fired
+        (it is handled exactly once), or there was no such key. Atomic on one server
+        (``FCALL expiry_cancel``). On a cluster two steps: the key is deleted first, which
+        decides the answer, then its registration.
+        """
+        layout = self.redis.layout
+        if not layout.cluster:
+            command = ("FCALL", names.FN_CANCEL, 2, key, names.EXPIRY_DUE)
+            return bool(int((await self._run([[command]]))[0]))
+        check_key(key)
+        if not int(await self.redis.call("DEL", key)):
+            return False
+        await self.redis.call("ZREM", layout.group_of(key).name(names.EXPIRY_DUE), key)
+        return True
+
+    async def reschedule(self, key: str, ttl_ms: int) -> int | None:
+        """Move ``key``'s deadline to ``ttl_ms`` from now, key and registration together; the
+        new deadline (unix ms), or None when the key is gone (it fired: nothing moved).
+
+        Atomic on one server (``FCALL expiry_reschedule``); on a cluster the key's TTL is moved
+        first, then its registration.
+        """
+        layout = self.redis.layout
+        if not layout.cluster:
+            command = ("FCALL", names.FN_RESCHEDULE, 2, key, names.EXPIRY_DUE, ttl_ms)
+            return int((await self._run([[command]]))[0]) or None
+        check_key(key)
+        check_ttl(ttl_ms)
+        moved, deadline = await self.redis.pipeline(
+            [("PEXPIRE", key, ttl_ms), ("PEXPIRETIME", key)]
+        )
+        if not int(moved):
+            return None
+        registry = layout.group_of(key).name(names.EXPIRY_DUE)
+        await self.redis.call("ZADD", registry, int(deadline), key)
+        return int(deadline)
+
+    async def _run(self, stages: Sequence[Sequence[Command]]) -> list[Any]:
+        """``run_stages``, loading the function library first when Redis lost it."""
         try:
-            return int((await run_stages(self.redis, stages))[0])
+            return await run_stages(self.redis, stages)
         except RedisError as exc:
             if not is_missing_function(exc):
                 raise
         await ensure_library(self.redis)
-        return int((await run_stages(self.redis, stages))[0])
+        return await run_stages(self.redis, stages)
+
+
+def check_key(key: str) -> None:
+    """Refuse a key the pipeline cannot take as an application's (as the library does)."""
+    if not key or key.startswith(names.INTERNAL_PREFIXES):
+        raise ValueError(f"cannot register {key!r}: dedup: and expiry: keys belong to the pipeline")
+
+
+def check_ttl(ttl_ms: int) -> None:
+    """Refuse a TTL that is not a positive whole number of milliseconds (as the library does)."""
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms < 1:
+        raise ValueError(f"ttl_ms must be a positive whole number of milliseconds, got {ttl_ms!r}")
 
 
 @asynccontextmanager

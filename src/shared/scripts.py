@@ -5,9 +5,11 @@ expiring key, in the names of ``shared.names``:
 
 1. an application writes it with a TTL: plain ``SET … PX``, or ``FCALL expiry_register``, which
    also records its deadline in ``expiry:due`` (a *registered* key);
-2. one consumer *claims* it: from its expiry event (``CLAIM``: ``SET dedup:<key> NX PX
-   <window>``) or, for a registered key whose event nobody claimed, from the sweeper
-   (``SWEEP_SCAN`` then ``SWEEP_CLAIM``). A claim gets an id and a lease in ``expiry:leases``;
+2. the listeners hear what happens to it (``HEAR``): arming and moving it (``expire``)
+   registers its deadline, ``PERSIST`` and ``DEL`` cancel it; its expiry (``expired``) is
+   claimed once per *instance*, a key and the deadline it was armed with. A registered key
+   whose event nobody claimed is claimed by the sweeper (``SWEEP_SCAN`` then
+   ``SWEEP_CLAIM``). A claim gets an id and a lease in ``expiry:leases``;
 3. the claim is published to JetStream; the pull worker that receives it checks the lease is
    still held (``BEGIN``), runs the handler, and *completes* the claim (``COMPLETE``): the
    lease goes, the counters move once. A second delivery finds no lease and is only acked;
@@ -70,28 +72,83 @@ local function test_of(key, registered, test_id, test_window, prefix, window)
 end
 """
 
-#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, then dedup:<key> per key.
-#: ARGV: lease ms, dedup window ms (outside a test), then the keys in their dedup keys' order.
-#: Returns the lease members of the keys this caller won.
-CLAIM: Final = (
+#: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, then per event its keys:
+#:       for ``expired`` the key's dedup key, then (when read here) the key; for any other
+#:       event (when read here) the key.
+#: ARGV: lease ms, dedup window ms (outside a test), then per event, in the order heard:
+#:       the event (``expired``, ``expire``, ``del``, ``persist``, ``rename_from``…), the key,
+#:       and what the caller read of the key, or '' to read it here: for ``expired`` whether
+#:       the key exists ('1'/'0'), for the others its ``PEXPIRETIME``. On a Redis Cluster the
+#:       key lives in another slot than its group's state, so the caller reads it first.
+#: An expiry is an *instance*: a key and the deadline it was armed with. Every event but
+#: ``expired`` tells the registry a key's new deadline (``expire``: armed or moved), that it has
+#: none any more (``persist``) or that it is gone (``del``, ``rename_from``: cancelled).
+#: ``expired`` claims the instance that fired, at most once:
+#: - a key that exists is never claimed (the event is an earlier instance's, heard late);
+#: - a registered key is claimed if its registered deadline has passed, whatever claim record
+#:   an earlier instance left (a re-armed key is a new timer): the registration goes, and a
+#:   claim record stays for the dedup window, for the same event heard by another listener;
+#: - a registered key whose deadline lies ahead is not claimed: it was deleted before it;
+#: - an unregistered key (its arming was not heard) is claimed if no claim record guards it
+#:   (``SET dedup:<key> NX PX <window>``).
+#: A claim gets an id and a lease in ``expiry:leases``. Returns the lease members won.
+HEAR: Final = (
     _PRELUDE
     + """
 local test_id, test_window, prefix = running_test(KEYS[1])
 local now = now_ms()
 local lease_end = now + tonumber(ARGV[1])
+local default_window = tonumber(ARGV[2])
 local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local won = {}
-for i = 3, #ARGV do
-  local key = ARGV[i]
-  local deadline = redis.call('ZSCORE', KEYS[2], key)
-  local tid, window = test_of(key, deadline, test_id, test_window, prefix, tonumber(ARGV[2]))
-  if redis.call('SET', KEYS[i + 2], id_string(seq + 1), 'NX', 'PX', window) then
-    seq = seq + 1
-    if deadline then redis.call('ZREM', KEYS[2], key) else deadline = '' end
-    local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
-    redis.call('ZADD', KEYS[3], lease_end, member)
-    won[#won + 1] = member
+local at = 5
+for i = 3, #ARGV, 3 do
+  local event, key, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if event == 'expired' then
+    local dedup = KEYS[at]
+    local exists
+    if seen == '' then
+      exists = redis.call('EXISTS', KEYS[at + 1]) == 1
+      at = at + 2
+    else
+      exists = seen == '1'
+      at = at + 1
+    end
+    if not exists then
+      local deadline = redis.call('ZSCORE', KEYS[2], key)
+      local tid, window = test_of(key, deadline, test_id, test_window, prefix, default_window)
+      local fired
+      if deadline then
+        fired = tonumber(deadline) <= now
+        if fired then
+          redis.call('ZREM', KEYS[2], key)
+          redis.call('SET', dedup, id_string(seq + 1), 'PX', window)
+        end
+      else
+        deadline = ''
+        fired = redis.call('SET', dedup, id_string(seq + 1), 'NX', 'PX', window)
+      end
+      if fired then
+        seq = seq + 1
+        local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
+        redis.call('ZADD', KEYS[3], lease_end, member)
+        won[#won + 1] = member
+      end
+    end
+  else
+    local expires
+    if seen == '' then
+      expires = redis.call('PEXPIRETIME', KEYS[at])
+      at = at + 1
+    else
+      expires = tonumber(seen)
+    end
+    if expires > 0 then
+      redis.call('ZADD', KEYS[2], expires, key)
+    elseif expires == -1 or event ~= 'expire' then
+      redis.call('ZREM', KEYS[2], key)
+    end
   end
 end
 if seq ~= first_seq then redis.call('SET', KEYS[4], id_string(seq)) end
@@ -122,9 +179,11 @@ return {due, stale}
 #: (moving the deadline) before it writes the key: a deadline unchanged here means the key was
 #: not written again since the caller read its TTL.
 #: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
-#: those that will send no event: deleted, renamed or made persistent (the registered deadline
-#: is the promise). A key whose TTL was extended is given its new deadline. Returns the lease
-#: members claimed, like CLAIM.
+#: those gone without a word the fleet heard (deleted while no consumer listened: the
+#: registered deadline is the promise, so the safe side is to handle it). A key that lives on
+#: without a TTL (``PERSIST``, ``SET`` without one) will never expire: its registration goes.
+#: A key whose TTL was moved is given its new deadline. Returns the lease members claimed,
+#: like HEAR.
 SWEEP_CLAIM: Final = (
     _PRELUDE
     + """
@@ -150,7 +209,10 @@ for i = 5, #ARGV, 2 do
   end
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
-    if ttl < 0 then
+    if ttl == -1 then
+      -- Made persistent (or written again without a TTL): it will never expire.
+      redis.call('ZREM', KEYS[2], key)
+    elseif ttl < 0 then
       local tid, window = test_of(key, true, test_id, test_window, prefix, tonumber(ARGV[3]))
       seq = seq + 1
       -- Its expiry event may still be on its way (listeners far behind): keep the record
@@ -375,7 +437,7 @@ return 1
 """
 
 #: Bumped whenever the library's code changes; consumers replace an older library at start-up.
-FUNCTION_LIBRARY_VERSION: Final = 2
+FUNCTION_LIBRARY_VERSION: Final = 3
 
 #: The library producers call (Redis >= 7): ``FCALL expiry_register 2 <key> expiry:due <value>
 #: <ttl_ms>`` writes the key with its TTL and registers its deadline, atomically;
@@ -384,6 +446,12 @@ FUNCTION_LIBRARY_VERSION: Final = 2
 #: live in different slots, so a producer registers first and then writes the key itself:
 #: ``FCALL expiry_register_due 1 expiry:{xp:…}:due <ttl_ms> <key>...`` (the registry of the
 #: keys' slot group, ``shared.names.KeyLayout``), then ``SET <key> <value> PX <ttl_ms>``.
+#: ``FCALL expiry_cancel 2 <key> expiry:due`` deletes a key that has not expired and its
+#: registration: 1 = cancelled before it fired (it will never be handled), 0 = too late (it
+#: fired: it is handled exactly once, or there was no such key). ``FCALL expiry_reschedule 2
+#: <key> expiry:due <ttl_ms>`` moves a live key's deadline and its registration: the new
+#: deadline, or 0 when the key is gone (it fired: nothing moved). On a cluster both are two
+#: steps (``shared.registration``): the key first, then its registration.
 FUNCTION_LIBRARY: Final = (
     f"""#!lua name=expiry_pipeline
 local VERSION = {FUNCTION_LIBRARY_VERSION}
@@ -476,7 +544,38 @@ local function register_due(keys, args)
   return deadline
 end
 
+-- FCALL expiry_cancel 2 <key> expiry:due
+local function cancel(keys, args)
+  if #keys ~= 2 or #args ~= 0 then
+    return redis.error_reply('ERR usage: FCALL expiry_cancel 2 <key> expiry:due')
+  end
+  local problem = check_registry(keys[2]) or check_key(keys[1])
+  if problem then return redis.error_reply('ERR ' .. problem) end
+  -- A key past its TTL is deleted by this very read, its expiry announced: too late.
+  if redis.call('EXISTS', keys[1]) == 0 then return 0 end
+  redis.call('DEL', keys[1])
+  redis.call('ZREM', keys[2], keys[1])
+  return 1
+end
+
+-- FCALL expiry_reschedule 2 <key> expiry:due <ttl_ms>
+local function reschedule(keys, args)
+  if #keys ~= 2 or #args ~= 1 then
+    return redis.error_reply('ERR usage: FCALL expiry_reschedule 2 <key> expiry:due <ttl_ms>')
+  end
+  local problem = check_registry(keys[2]) or check_key(keys[1])
+  if problem then return redis.error_reply('ERR ' .. problem) end
+  local ttl, bad = ttl_of(args[1])
+  if not ttl then return redis.error_reply('ERR ' .. bad) end
+  if redis.call('PEXPIRE', keys[1], ttl) == 0 then return 0 end
+  local deadline = redis.call('PEXPIRETIME', keys[1])
+  redis.call('ZADD', keys[2], deadline, keys[1])
+  return deadline
+end
+
 redis.register_function('expiry_register', register)
+redis.register_function('expiry_cancel', cancel)
+redis.register_function('expiry_reschedule', reschedule)
 redis.register_function('expiry_register_due', register_due)
 redis.register_function('expiry_register_many', register_many)
 redis.register_function{

@@ -47,7 +47,12 @@ async def test_registration_claims_and_sweeps_on_a_cluster(
             assert score is not None and abs(score - deadline) < 1000
         assert sum(client.zcard(name) for name in layout.every(names.EXPIRY_DUE)) == len(keys)
 
-        # Claims: one script per group, each key won once.
+        # A key that still exists is never claimed, whatever its event says.
+        assert (await claim(gateway, keys[:200], 30_000, 4000)).members == []
+        # Claims once they have expired: one script per group, each key won once.
+        client.delete(*keys[:200])
+        for key in keys[:200]:
+            client.zadd(layout.group_of(key).name(names.EXPIRY_DUE), {key: 1})
         won = await claim(gateway, keys[:200], 30_000, 4000)
         assert sorted(m.split("|", 3)[3] for m in won.members) == sorted(keys[:200])
         assert (await claim(gateway, keys[:200], 30_000, 4000)).members == []

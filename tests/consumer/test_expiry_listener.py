@@ -12,10 +12,13 @@ from tests.helpers import bridged_redis, eventually
 PATTERNS = KeyPatterns(["gen-key:*", "session:*"])
 
 
-async def collect(receive: trio.MemoryReceiveChannel[list[str]], into: list[str]) -> None:
+async def collect(
+    receive: trio.MemoryReceiveChannel[list[tuple[str, str]]], into: list[str]
+) -> None:
     async for batch in receive:
         assert batch, "the listener never sends an empty batch"
-        into.extend(batch)
+        assert {event for event, _ in batch} == {"expired"}
+        into.extend(key for _, key in batch)
 
 
 async def start_listener(
@@ -23,7 +26,7 @@ async def start_listener(
 ) -> Readiness:
     """Start a listener on ``redis_server`` whose batches land in ``heard``; once subscribed."""
     readiness = Readiness()
-    send, receive = trio.open_memory_channel[list[str]](100)
+    send, receive = trio.open_memory_channel[list[tuple[str, str]]](100)
     nursery.start_soon(collect, receive, heard)
     address = RedisAddress.from_url(redis_server.url)
     await nursery.start(
@@ -95,7 +98,7 @@ async def test_waits_for_redis_that_is_not_up_yet(tmp_path: object) -> None:
     readiness = Readiness()
     address = RedisAddress.from_url(server.url)
     async with trio.open_nursery() as nursery:
-        send, _receive = trio.open_memory_channel[list[str]](10)
+        send, _receive = trio.open_memory_channel[list[tuple[str, str]]](10)
         nursery.start_soon(
             lambda: run_expiry_listener(
                 address, "__keyevent@0__:expired", PATTERNS, send, readiness

@@ -8,22 +8,22 @@ import trio
 
 from consumer.dedup_publisher import run_dedup_publisher, take_waiting
 from consumer.handler import ExpiredKey, Handler
-from consumer.publishing import QUEUED_LEASE_MS, Claimed, claim, message_of
+from consumer.publishing import QUEUED_LEASE_MS, Claimed, KeyEvent, claim, message_of
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from dev.local_system import NatsServer, RedisServer
 from generator.handler import count
 from shared import names, scripts
 from shared.bridge import JetStream, RedisGateway
-from tests.helpers import add_due, bridged, eventually, start_test_record
+from tests.helpers import add_due, bridged, eventually, expired, start_test_record
 
 
 def test_take_waiting_merges_queued_batches_up_to_the_limit() -> None:
-    send, receive = trio.open_memory_channel[list[str]](10)
-    for batch in (["b"], ["c", "d"], ["e"]):
+    send, receive = trio.open_memory_channel[list[KeyEvent]](10)
+    for batch in ([expired("b")], [expired("c"), expired("d")], [expired("e")]):
         send.send_nowait(batch)
-    assert take_waiting(["a"], receive, limit=3) == ["a", "b", "c", "d"]
-    assert take_waiting([], receive, limit=10) == ["e"]
+    assert take_waiting([expired("a")], receive, limit=3) == [expired(k) for k in "abcd"]
+    assert take_waiting([], receive, limit=10) == [expired("e")]
 
 
 def context(
@@ -71,7 +71,7 @@ async def test_publishers_hearing_the_same_keys_publish_each_once(
         async with trio.open_nursery() as nursery:
             senders = []
             for _ in range(3):
-                send, receive = trio.open_memory_channel[list[str]](10)
+                send, receive = trio.open_memory_channel[list[KeyEvent]](10)
                 senders.append(send)
                 await nursery.start(
                     run_dedup_publisher, redis, jetstream, receive, 30_000, 5000, 100
@@ -79,7 +79,7 @@ async def test_publishers_hearing_the_same_keys_publish_each_once(
             for send in senders:
                 async with send:
                     for start in range(0, 300, 50):
-                        await send.send(keys[start : start + 50])
+                        await send.send([expired(k) for k in keys[start : start + 50]])
         state = await jetstream.consumer_state()
         assert state["num_pending"] == 300
         assert await redis.call("ZCARD", names.EXPIRY_LEASES) == 300
@@ -192,11 +192,11 @@ async def test_a_claim_whose_publish_failed_is_given_back(
 ) -> None:
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
         nats_server.stop()  # every publish fails now
-        send, receive = trio.open_memory_channel[list[str]](10)
+        send, receive = trio.open_memory_channel[list[KeyEvent]](10)
         async with trio.open_nursery() as nursery:
             await nursery.start(run_dedup_publisher, redis, jetstream, receive, 60_000, 5000, 100)
             async with send:
-                await send.send(["gen-key:1"])
+                await send.send([expired("gen-key:1")])
         # Its lease was ended at once, so any sweeper takes it now rather than in 60 s.
         members = await redis.call("ZRANGE", names.EXPIRY_LEASES, 0, -1, "WITHSCORES")
         assert len(members) == 1 and float(members[0][1]) == 0

@@ -26,7 +26,7 @@ def test_redis_sends_expired_events_and_keeps_nothing(services: dict[str, Any]) 
     argv = services["redis"]["command"]
     assert argv[0] == "redis-server"
     pairs = dict(zip(argv[1::2], argv[2::2], strict=True))
-    assert pairs["--notify-keyspace-events"] == "KEx"
+    assert pairs["--notify-keyspace-events"] == "KEgx"
     assert (pairs["--hz"], pairs["--active-expire-effort"]) == ("100", "10")
     assert pairs["--save"] == ""
     assert pairs["--appendonly"] == "no"

@@ -191,7 +191,7 @@ def test_manifests_run_a_test_exactly_once(base: list[Manifest], fleet: Fleet) -
     fleet.start(
         "redis",
         [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--notify-keyspace-events", "KEx", "--dir", str(workdir)],
+         "--appendonly", "no", "--notify-keyspace-events", "KEgx", "--dir", str(workdir)],
         {"PATH": os.environ.get("PATH", "")},
     )  # fmt: skip
     fleet.start(

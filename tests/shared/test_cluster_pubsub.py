@@ -45,7 +45,7 @@ async def hear(subscription: ClusterSubscription, keys: list[str], limit_s: floa
     missing = set(keys)
     with trio.fail_after(limit_s):
         while missing:
-            missing -= {key.decode() for key in await subscription.receive_batch()}
+            missing -= {key.decode() for _, key in await subscription.receive_batch()}
 
 
 def test_the_fixture_is_three_masters_with_a_replica_each_serving_every_slot(

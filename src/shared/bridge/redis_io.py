@@ -19,18 +19,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.bridge.loop import crossing
 from shared.bridge.script_lines import ScriptCall, ScriptLines
 from shared.names import SINGLE_SERVER, KeyLayout, cluster_layout
-from shared.pubsub import PubSubError, RedisAddress
+from shared.redis_address import RedisAddress
 
 Command = Sequence[str | int | float | bytes]
-#: A ``REDIS_URL`` scheme that names a Redis Cluster (any of its nodes).
-CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 __all__ = ["Command", "RedisAuthenticationError", "RedisError", "RedisGateway", "ScriptCall"]
 
 
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
-    return url.startswith(CLUSTER_SCHEMES)
+    return RedisAddress.from_url(url).cluster
 
 
 class RedisGateway:
@@ -57,10 +55,12 @@ class RedisGateway:
     @classmethod
     async def connect(cls, url: str) -> RedisGateway:
         """A gateway for ``url``; connections are opened lazily and re-opened after failures."""
-        if is_cluster_url(url):
-            return cls(await crossing(_make_cluster_client)(url), cluster_layout())
-        client = await crossing(_make_client)(url)
-        return cls(client, SINGLE_SERVER, _script_lines(url))
+        address = RedisAddress.from_url(url)
+        if address.cluster:
+            cluster = await crossing(_make_cluster_client)(address.client_url)
+            return cls(cluster, cluster_layout())
+        client = await crossing(_make_client)(address.client_url)
+        return cls(client, SINGLE_SERVER, ScriptLines(address) if address.native else None)
 
     async def call(self, *command: str | int | float | bytes) -> Any:
         """Run one command and return its reply."""
@@ -125,20 +125,6 @@ class RedisGateway:
         await crossing(self._client.aclose)()
 
 
-def _script_lines(url: str) -> ScriptLines | None:
-    """Trio-native script connections for a ``redis://`` or ``rediss://`` server URL whose
-    options they understand; None leaves scripts to redis-py."""
-    if not url.startswith(("redis://", "rediss://")):
-        return None
-    query = url.partition("?")[2]
-    if any(option and not option.startswith("ssl_ca_certs=") for option in query.split("&")):
-        return None
-    try:
-        return ScriptLines(RedisAddress.from_url(url))
-    except PubSubError:
-        return None
-
-
 def _client_options(retries: int) -> dict[str, Any]:
     # Every command and script of this system is safe to run twice (claims, counts and
     # generator writes are idempotent), so a dropped connection is retried, not reported.
@@ -159,7 +145,7 @@ async def _make_client(url: str) -> aioredis.Redis:
 async def _make_cluster_client(url: str) -> RedisCluster:
     # More retries than one server: redis-py follows MOVED/ASK and re-reads the topology after
     # a failover by itself, which takes a few of them.
-    return RedisCluster.from_url(url.replace("+cluster", "", 1), **_client_options(retries=6))
+    return RedisCluster.from_url(url, **_client_options(retries=6))
 
 
 async def _run_scripts(

@@ -25,7 +25,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.pubsub import RedisAddress, auth_command, encode_command, open_stream
+from shared.pubsub import auth_command, encode_command, open_stream
+from shared.redis_address import RedisAddress
 
 #: One call of a script: its KEYS and its ARGV.
 ScriptCall = tuple[Sequence[str], Sequence[str | int]]
