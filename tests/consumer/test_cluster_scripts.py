@@ -10,7 +10,14 @@ import pytest
 import redis
 import trio.lowlevel
 
-from consumer.publishing import SWEPT_DEDUP_MS, claim, claim_keys, claim_overdue, scan_overdue
+from consumer.publishing import (
+    SWEPT_DEDUP_MS,
+    claim,
+    claim_keys,
+    claim_overdue,
+    hear,
+    scan_overdue,
+)
 from dev.local_system import RedisClusterNodes
 from shared import names, scripts
 from shared.registration import Registry, ensure_library
@@ -112,3 +119,36 @@ async def test_the_library_refuses_a_registry_of_no_group_on_a_cluster(
     else:
         raise AssertionError("a registry outside the slot groups was accepted")
     assert client.zcard("expiry:{other}:due") == 0
+
+
+async def test_deadlines_cancel_and_reschedule_on_a_cluster(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """The key and its group's registry live on different masters: each step reads the key
+    first, then runs in the group."""
+    client = sync_client(redis_cluster)
+    keys = [f"session:{i}" for i in range(60)]
+    async with bridged_redis(redis_cluster.url) as gateway:
+        layout = gateway.layout
+        await ensure_library(gateway)
+        for key in keys:
+            client.set(key, "v", px=60_000)
+        await hear(gateway, [("expire", key) for key in keys], 30_000, 5000)
+        for key in keys:
+            score = client.zscore(layout.group_of(key).name(names.EXPIRY_DUE), key)
+            assert score == client.pexpiretime(key)
+        registry = Registry(gateway)
+        assert await registry.cancel(keys[0]) is True
+        assert client.exists(keys[0]) == 0
+        assert client.zscore(layout.group_of(keys[0]).name(names.EXPIRY_DUE), keys[0]) is None
+        assert await registry.cancel(keys[0]) is False
+        moved = await registry.reschedule(keys[1], 120_000)
+        assert moved == client.pexpiretime(keys[1])
+        assert client.zscore(layout.group_of(keys[1]).name(names.EXPIRY_DUE), keys[1]) == moved
+        assert await registry.reschedule(keys[0], 1000) is None
+        # Persisted and deleted keys leave the registry when heard.
+        client.persist(keys[2])
+        client.delete(keys[3])
+        await hear(gateway, [("persist", keys[2]), ("del", keys[3])], 30_000, 5000)
+        for key in keys[2:4]:
+            assert client.zscore(layout.group_of(key).name(names.EXPIRY_DUE), key) is None

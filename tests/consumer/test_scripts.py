@@ -4,13 +4,13 @@ import time
 
 import trio
 
-from consumer.publishing import claim, claim_overdue, scan_overdue, take_over
+from consumer.publishing import claim, claim_overdue, hear, scan_overdue, take_over
 from consumer.pull_worker import Delivery, WorkerContext, complete
 from dev.local_system import RedisServer
 from shared import latency, names, scripts
-from shared.bridge import JetStreamMessage
+from shared.bridge import JetStreamMessage, RedisGateway
 from shared.registration import Registry, ensure_library
-from tests.helpers import add_due, bridged_redis, start_test_record
+from tests.helpers import add_due, bridged_redis, eventually, expired, start_test_record
 
 
 def keys_of(members: list[str]) -> list[str]:
@@ -181,3 +181,87 @@ async def test_claim_ids_never_repeat_after_redis_lost_its_data(redis_server: Re
         new = {int(m.split("|")[0]) for m in after.members}
         assert min(new) > max(old) and len(new) == 2
         assert all(str(i).isdigit() for i in new)  # never written in exponent notation
+
+
+async def test_deadline_events_register_move_and_cancel_keys(redis_server: RedisServer) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        await redis.pipeline(
+            [
+                ("SET", "t:armed", "v", "PX", 60_000),
+                ("SET", "t:persisted", "v"),
+                ("SET", "t:replaced", "v", "PX", 60_000),
+            ]
+        )
+        await add_due(redis, ["t:persisted", "t:deleted", "t:replaced"], deadline_ms=1)
+        events = [
+            ("expire", "t:armed"),
+            ("persist", "t:persisted"),
+            ("del", "t:deleted"),
+            ("expire", "t:gone-already"),  # expired before it was heard: nothing to register
+            ("del", "t:replaced"),  # deleted, then written again before this was heard
+        ]
+        assert (await hear(redis, events, 30_000, 5000)).members == []
+        reply = await redis.call("ZRANGE", names.EXPIRY_DUE, 0, -1, "WITHSCORES")
+        due = {member: int(score) for member, score in reply}
+        armed_at = await redis.call("PEXPIRETIME", "t:armed")
+        # A key written again keeps the deadline it has now: the registry follows the key.
+        replaced_at = await redis.call("PEXPIRETIME", "t:replaced")
+        assert due == {"t:armed": armed_at, "t:replaced": replaced_at}
+        # Moving it: the registry follows.
+        await redis.call("PEXPIRE", "t:armed", 120_000)
+        await hear(redis, [("expire", "t:armed")], 30_000, 5000)
+        moved = await redis.call("PEXPIRETIME", "t:armed")
+        assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "t:armed"))) == moved
+
+
+async def test_each_instance_of_a_key_is_claimed_once_whoever_hears_it(
+    redis_server: RedisServer,
+) -> None:
+    """Listeners hearing the same events, in any interleaving: one claim per (key, deadline)."""
+    async with bridged_redis(redis_server.url) as redis:
+        keys = [f"t:{i}" for i in range(50)]
+        won: list[str] = []
+        for round_ in range(3):  # armed, fired, armed again, inside one dedup window
+            await redis.pipeline([("SET", key, round_, "PX", 30) for key in keys])
+            arming = [("expire", key) for key in keys]
+            await hear(redis, arming, 30_000, 60_000)
+            await eventually(lambda: _none_exist(redis, keys))
+            firing = [expired(key) for key in keys]
+            async with trio.open_nursery() as nursery:
+                for events in (arming + firing, firing, firing + arming):
+                    nursery.start_soon(_hear_into, redis, events, won)
+        assert sorted(keys_of(won)) == sorted(keys * 3)
+        assert len({(lease[3], lease[1]) for m in won if (lease := names.parse_lease(m))}) == 150
+
+
+async def test_a_key_that_exists_or_is_not_due_is_not_claimed(redis_server: RedisServer) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        await redis.call("SET", "t:alive", "v", "PX", 60_000)
+        later = int(time.time() * 1000) + 60_000
+        await add_due(redis, ["t:deleted-early"], deadline_ms=later)
+        won = await claim(redis, ["t:alive", "t:deleted-early"], 30_000, 5000)
+        assert won.members == []
+        assert await redis.call("EXISTS", "dedup:t:alive", "dedup:t:deleted-early") == 0
+
+
+async def test_cancel_and_reschedule_from_trio(redis_server: RedisServer) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        await ensure_library(redis)
+        registry = Registry(redis)
+        await registry.register("t:1", "v", 60_000)
+        moved = await registry.reschedule("t:1", 120_000)
+        assert moved == await redis.call("PEXPIRETIME", "t:1")
+        assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "t:1"))) == moved
+        assert await registry.cancel("t:1") is True
+        assert await redis.call("EXISTS", "t:1") == 0
+        assert await redis.call("ZSCORE", names.EXPIRY_DUE, "t:1") is None
+        assert await registry.cancel("t:1") is False
+        assert await registry.reschedule("t:1", 1000) is None
+
+
+async def _hear_into(redis: RedisGateway, events: list[tuple[str, str]], won: list[str]) -> None:
+    won += (await hear(redis, events, 30_000, 60_000)).members
+
+
+async def _none_exist(redis: RedisGateway, keys: list[str]) -> bool:
+    return int(await redis.call("EXISTS", *keys)) == 0
