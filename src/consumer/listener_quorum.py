@@ -9,8 +9,9 @@ a waiting consumer takes it at its next try, so a slot stays empty for at most a
 
 Correctness never rests on these leases (claims are atomic whoever listens); they only keep
 the number of listeners, and so the fleet's cost, down. A listener that finds its lease ran out
-(it was frozen) stops listening before it claims anything more. One that cannot ask Redis
-goes on listening until Redis answers that another consumer holds its slot: on a Redis
+(it was frozen) stops listening before it claims anything more. One that cannot ask Redis, or
+whose question Redis has not answered yet (however long a failover takes), goes on listening
+until Redis answers that another consumer holds its slot: on a Redis
 Cluster the master holding the slots may be failing over while the others still announce
 expiries, and an unregistered key whose expiry nobody hears is lost. At worst a slot then has
 two listeners for a while: twice the cost, never a second claim.
@@ -40,10 +41,21 @@ class Slot:
     index: int = -1
     #: Until when (trio clock) the lease is surely ours.
     valid_until: float = 0.0
+    #: A renewal was sent and Redis has not answered yet (a failover, an outage): until it
+    #: answers, nothing says the slot was taken, however long that lasts.
+    unanswered: bool = False
 
     def held(self) -> bool:
         """Whether this consumer may listen now."""
-        return self.index >= 0 and trio.current_time() < self.valid_until
+        return self.index >= 0 and (self.unanswered or trio.current_time() < self.valid_until)
+
+
+@dataclass
+class _Listening:
+    """The listening task: its cancel scope, and whether it ended by itself."""
+
+    scope: trio.CancelScope
+    ended: bool = False
 
 
 Listen = Callable[[Slot], Awaitable[None]]
@@ -74,11 +86,17 @@ async def run_listener_quorum(
     slot = Slot()
     throttle = Throttle()
     started = False
-    listening: trio.CancelScope | None = None
+    listening: _Listening | None = None
     try:
         async with trio.open_nursery() as nursery:
             while True:
+                if listening is not None and listening.ended:
+                    # It stopped by itself (it found its lease had run out): listen again
+                    # only once Redis gives this consumer a slot again.
+                    listening = None
+                    slot.index = -1
                 asked = trio.current_time()
+                slot.unanswered = listening is not None
                 try:
                     index = await redis.script(scripts.HOLD_SLOT, keys, [consumer_id, lease_ms])
                 except Exception as exc:
@@ -87,13 +105,20 @@ async def run_listener_quorum(
                     if throttle.allow("hold"):
                         log.warning("cannot renew the listener slot (%s); retrying", exc)
                     if listening is not None:
-                        # No answer is not "taken": go on listening (see the module's doc).
-                        slot.valid_until = asked + lease_ms / 1000
+                        # No answer is not "taken": go on listening (see the module's doc),
+                        # counted from now, however long the question went unanswered.
+                        slot.valid_until = trio.current_time() + lease_ms / 1000
                     index = slot.index if slot.held() else -1
                 else:
                     readiness.redis_ok = True
                     if index >= 0:
-                        slot.valid_until = asked + lease_ms / 1000
+                        # Redis renewed it somewhere between asking and answering. An answer
+                        # slower than the lease (a failover) still says the slot is ours: at
+                        # least until the next renewal goes out.
+                        answered = trio.current_time()
+                        slot.valid_until = max(asked, answered - lease_ms / 2000) + lease_ms / 1000
+                finally:
+                    slot.unanswered = False
                 if index >= 0 and listening is None:
                     slot.index = index
                     listening = await nursery.start(_listen_in_scope, listen, slot)
@@ -104,7 +129,7 @@ async def run_listener_quorum(
                     slot.index = index
                     log.info("listening on, now in listener slot %d of %d", index, slots)
                 elif index < 0 and listening is not None:
-                    listening.cancel()
+                    listening.scope.cancel()
                     listening = None
                     slot.index = -1
                     log.info("lost the listener slot; working the queue only")
@@ -123,8 +148,12 @@ async def run_listener_quorum(
 
 
 async def _listen_in_scope(
-    listen: Listen, slot: Slot, *, task_status: trio.TaskStatus[trio.CancelScope]
+    listen: Listen, slot: Slot, *, task_status: trio.TaskStatus[_Listening]
 ) -> None:
     with trio.CancelScope() as scope:
-        task_status.started(scope)
-        await listen(slot)
+        listening = _Listening(scope)
+        task_status.started(listening)
+        try:
+            await listen(slot)
+        finally:
+            listening.ended = True

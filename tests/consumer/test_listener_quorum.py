@@ -1,5 +1,7 @@
 """The listener quorum against a real Redis: how many listen, handing slots over."""
 
+import signal
+
 import trio
 
 from consumer.listener_quorum import Slot, run_listener_quorum
@@ -130,3 +132,28 @@ async def test_a_listener_that_took_another_slot_after_an_outage_knows_which(
         await eventually(swapped)
         assert fleet.listening == {lead, other}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_listener_goes_on_listening_while_redis_does_not_answer_however_long(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis that hangs (a failover in progress) for many leases: no answer is not "taken"."""
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        fleet = Fleet(redis, nursery, slots=1)
+        await fleet.add("c-0")
+        await eventually(lambda: _true(bool(fleet.listening)))
+        slot = fleet.slots_of["c-0"]
+        redis_server.process.signal(signal.SIGSTOP)
+        try:
+            for _ in range(int(5 * LEASE_MS / 50)):  # five leases
+                await trio.sleep(0.05)
+                assert slot.held() and fleet.listening == {"c-0"}
+        finally:
+            redis_server.process.signal(signal.SIGCONT)
+        await trio.sleep(2 * LEASE_MS / 1000)
+        assert slot.held() and fleet.listening == {"c-0"}
+        nursery.cancel_scope.cancel()
+
+
+async def _true(value: bool) -> bool:
+    return value
