@@ -639,6 +639,8 @@ class LocalSystem:
     nats_cluster: bool = False
     #: Run Redis as a cluster of 3 masters with a replica each (``redis+cluster://``).
     redis_cluster: bool = False
+    #: More redis-server arguments (for one server), after this module's own: they win.
+    redis_args: tuple[str, ...] = ()
     generator_port: int | None = None
     generator_host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
@@ -675,7 +677,7 @@ class LocalSystem:
             self.redis_nodes = RedisClusterNodes(self.workdir).start()
             self.redis_url = self.redis_nodes.url
         if self.redis_url is None:
-            self.redis = RedisServer(self.workdir).start()
+            self.redis = RedisServer(self.workdir, extra=self.redis_args).start()
             self.redis_url = self.redis.url
         if self.nats_url is None and self.nats_cluster:
             self.cluster = NatsCluster(self.workdir).start()

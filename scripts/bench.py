@@ -169,8 +169,10 @@ def run(
     lag: bool = False,
     nats_cluster: bool = False,
     redis_cluster: bool = False,
+    keyspace_events: str = "",
 ) -> Run:
-    """One test on a fresh local system; every key checked."""
+    """One test on a fresh local system; every key checked. ``keyspace_events`` sets Redis's
+    notify-keyspace-events instead of the system's own."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         running_system(
@@ -179,6 +181,7 @@ def run(
             env={"LOG_LEVEL": "WARNING"},
             nats_cluster=nats_cluster,
             redis_cluster=redis_cluster,
+            redis_args=("--notify-keyspace-events", keyspace_events) if keyspace_events else (),
         ) as system,
     ):
         procs = processes(system)
@@ -342,6 +345,13 @@ def main() -> int:
         action="store_true",
         help="Redis Cluster of 3 masters with a replica each (default: one server)",
     )
+    parser.add_argument(
+        "--keyspace-events",
+        default="",
+        metavar="FLAGS",
+        help="Redis's notify-keyspace-events for the runs (default: the system's own, KEgx); "
+        "KEx measures what learning deadlines from Redis costs",
+    )
     args = parser.parse_args()
     if args.plain:
         plain_keys(args.plain, args.consumers)
@@ -358,7 +368,12 @@ def main() -> int:
         ]
     runs = []
     for step in plan:
-        result = run(**step, nats_cluster=args.nats_cluster, redis_cluster=args.redis_cluster)
+        result = run(
+            **step,
+            nats_cluster=args.nats_cluster,
+            redis_cluster=args.redis_cluster,
+            keyspace_events=args.keyspace_events,
+        )
         print_run(result)
         print()
         runs.append(result)

@@ -121,7 +121,22 @@ def test_consumer_says_when_redis_announces_no_expirations(
     process, _ = start_consumer(tmp_path, REDIS_URL=redis.url, NATS_URL=nats_server.url)
     try:
         wait_until(lambda: "notify-keyspace-events" in process.log_text(), 30, "the warning")
-        assert "Ex" in process.log_text()
+        assert "KEgx" in process.log_text()
+    finally:
+        process.stop()
+        redis.stop()
+
+
+def test_consumer_says_in_one_line_when_redis_tells_no_deadlines_and_runs_on(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    redis = RedisServer(tmp_path, keyspace_events="KEx").start()
+    process, port = start_consumer(tmp_path, REDIS_URL=redis.url, NATS_URL=nats_server.url)
+    try:
+        wait_until(lambda: "without 'g'" in process.log_text(), 30, "the warning")
+        lines = [line for line in process.log_text().splitlines() if "without 'g'" in line]
+        assert len(lines) == 1 and "KEgx" in lines[0]
+        wait_until(lambda: http_json(f"http://127.0.0.1:{port}/readyz")["ready"], 30, "ready")
     finally:
         process.stop()
         redis.stop()

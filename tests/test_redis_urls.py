@@ -18,8 +18,8 @@ import redis
 import trustme
 
 from dev.local_system import NatsServer, RedisServer, wait_until
+from dev.timer_handler import HANDLED
 from tests.support import REPO, start_consumer
-from tests.timer_handler import HANDLED
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_expiries_in_the_url_s_database_are_handled_once_and_no_others(
         REDIS_URL=url,
         NATS_URL=nats.url,
         KEY_PATTERNS="timer:*",
-        HANDLER="tests.timer_handler:record",
+        HANDLER="dev.timer_handler:record",
         PYTHONPATH=str(REPO),
     )
     try:

@@ -1,7 +1,7 @@
 """Keys as timers: armed, re-armed, moved, cancelled, as an application does it, against a real
 fleet (2 consumers, both listening), real Redis and real NATS JetStream.
 
-Every check is key by key: the handler records each call (``tests.timer_handler``), so a key
+Every check is key by key: the handler records each call (``dev.timer_handler``), so a key
 handled twice, or handled while it was cancelled, shows.
 """
 
@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from dev.local_system import LocalSystem, wait_until
+from dev.timer_handler import HANDLED
 from shared import names
 from tests.support import REPO, redis_client
-from tests.timer_handler import HANDLED
 
 SWEEP_GRACE_MS = 500
 SWEEP_INTERVAL_MS = 200
@@ -32,7 +32,7 @@ def timers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
         consumers=2,
         env={
             "KEY_PATTERNS": "timer:*",
-            "HANDLER": "tests.timer_handler:record",
+            "HANDLER": "dev.timer_handler:record",
             "PYTHONPATH": str(REPO),
             "SWEEP_GRACE_MS": str(SWEEP_GRACE_MS),
             "SWEEP_INTERVAL_MS": str(SWEEP_INTERVAL_MS),

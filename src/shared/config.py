@@ -134,18 +134,18 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return value
 
 
-def _redis_url(env: Mapping[str, str]) -> str:
-    """``REDIS_URL``, checked by the parser every part of the system reads it with."""
-    value = _get(env, "REDIS_URL", "redis://localhost:6379/0")
+def _redis_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Redis URL, checked by the parser every part of the system reads it with."""
+    value = _get(env, name, default)
     try:
         address = RedisAddress.from_url(value)
     except ValueError as exc:
-        raise ConfigError(f"REDIS_URL={_redact_loosely(value)} is not usable: {exc}") from None
+        raise ConfigError(f"{name}={_redact_loosely(value)} is not usable: {exc}") from None
     if address.socket_path is None:
-        _url(env, "REDIS_URL", value, _REDIS_SCHEMES)
+        _url(env, name, value, _REDIS_SCHEMES)
     if address.ca_file is not None and not os.path.isfile(address.ca_file):
         raise ConfigError(
-            f"REDIS_URL names ssl_ca_certs={address.ca_file!r}, which is not a readable file"
+            f"{name} names ssl_ca_certs={address.ca_file!r}, which is not a readable file"
         )
     return value
 
@@ -257,7 +257,7 @@ def redact(url: str) -> str:
 
 def load_common(env: Mapping[str, str]) -> CommonConfig:
     """Read the settings both services share."""
-    redis_url = _redis_url(env)
+    redis_url = _redis_url(env, "REDIS_URL", "redis://localhost:6379/0")
     return CommonConfig(
         redis_url=redis_url,
         nats_url=_url_list(env, "NATS_URL", "nats://localhost:4222", ("nats", "tls")),

@@ -64,8 +64,11 @@ local function bucket_of(delay_ms)
 end
 -- A key belongs to the running test when the test's generator registered it (it has a
 -- deadline) and its name has the test's prefix; any other key is an application's.
+local function of_test(key, prefix)
+  return prefix ~= '' and string.sub(key, 1, #prefix) == prefix
+end
 local function test_of(key, registered, test_id, test_window, prefix, window)
-  if registered and prefix ~= '' and string.sub(key, 1, #prefix) == prefix then
+  if registered and of_test(key, prefix) then
     return test_id, test_window or window
   end
   return '', window
@@ -84,13 +87,14 @@ end
 #: ``expired`` tells the registry a key's new deadline (``expire``: armed or moved), that it has
 #: none any more (``persist``) or that it is gone (``del``, ``rename_from``: cancelled).
 #: ``expired`` claims the instance that fired, at most once:
-#: - a key that exists is never claimed (the event is an earlier instance's, heard late);
 #: - a registered key is claimed if its registered deadline has passed, whatever claim record
-#:   an earlier instance left (a re-armed key is a new timer): the registration goes, and a
-#:   claim record stays for the dedup window, for the same event heard by another listener;
-#: - a registered key whose deadline lies ahead is not claimed: it was deleted before it;
-#: - an unregistered key (its arming was not heard) is claimed if no claim record guards it
-#:   (``SET dedup:<key> NX PX <window>``).
+#:   an earlier instance left (a re-armed key is a new timer), and even if the key was written
+#:   again since it fired: the registration goes, and a claim record stays for the dedup
+#:   window, for the same event heard by another listener;
+#: - a registered key whose deadline lies ahead is not claimed: the event is an earlier
+#:   instance's, heard late, or the key was deleted before its deadline;
+#: - an unregistered key (its arming was not heard) is claimed if it no longer exists and no
+#:   claim record guards it (``SET dedup:<key> NX PX <window>``).
 #: A claim gets an id and a lease in ``expiry:leases``. Returns the lease members won.
 HEAR: Final = (
     _PRELUDE
@@ -115,26 +119,24 @@ for i = 3, #ARGV, 3 do
       exists = seen == '1'
       at = at + 1
     end
-    if not exists then
-      local deadline = redis.call('ZSCORE', KEYS[2], key)
-      local tid, window = test_of(key, deadline, test_id, test_window, prefix, default_window)
-      local fired
-      if deadline then
-        fired = tonumber(deadline) <= now
-        if fired then
-          redis.call('ZREM', KEYS[2], key)
-          redis.call('SET', dedup, id_string(seq + 1), 'PX', window)
-        end
-      else
-        deadline = ''
-        fired = redis.call('SET', dedup, id_string(seq + 1), 'NX', 'PX', window)
-      end
+    local deadline = redis.call('ZSCORE', KEYS[2], key)
+    local tid, window = test_of(key, deadline, test_id, test_window, prefix, default_window)
+    local fired = false
+    if deadline then
+      fired = tonumber(deadline) <= now
       if fired then
-        seq = seq + 1
-        local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
-        redis.call('ZADD', KEYS[3], lease_end, member)
-        won[#won + 1] = member
+        redis.call('ZREM', KEYS[2], key)
+        redis.call('SET', dedup, id_string(seq + 1), 'PX', window)
       end
+    elseif not exists then
+      deadline = ''
+      fired = redis.call('SET', dedup, id_string(seq + 1), 'NX', 'PX', window)
+    end
+    if fired then
+      seq = seq + 1
+      local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
+      redis.call('ZADD', KEYS[3], lease_end, member)
+      won[#won + 1] = member
     end
   else
     local expires
@@ -144,11 +146,16 @@ for i = 3, #ARGV, 3 do
     else
       expires = tonumber(seen)
     end
-    if expires > 0 then
+    if of_test(key, prefix) then
+      -- The running load test's keys are its generator's: it registered each itself, and
+      -- its verdict counts every key it wrote, whatever others do to them.
+    elseif expires > now then
       redis.call('ZADD', KEYS[2], expires, key)
-    elseif expires == -1 or event ~= 'expire' then
+    elseif expires == -1 or (expires < 0 and event ~= 'expire') then
       redis.call('ZREM', KEYS[2], key)
     end
+    -- A deadline read by the caller that has passed by now is left alone: the key may have
+    -- expired and been claimed in between, and must not be registered again.
   end
 end
 if seq ~= first_seq then redis.call('SET', KEYS[4], id_string(seq)) end
@@ -182,8 +189,9 @@ return {due, stale}
 #: those gone without a word the fleet heard (deleted while no consumer listened: the
 #: registered deadline is the promise, so the safe side is to handle it). A key that lives on
 #: without a TTL (``PERSIST``, ``SET`` without one) will never expire: its registration goes.
-#: A key whose TTL was moved is given its new deadline. Returns the lease members claimed,
-#: like HEAR.
+#: A key whose TTL was moved is given its new deadline. The running load test's keys are
+#: claimed whatever others did to them (its verdict counts every key written). Returns the
+#: lease members claimed, like HEAR.
 SWEEP_CLAIM: Final = (
     _PRELUDE
     + """
@@ -209,7 +217,7 @@ for i = 5, #ARGV, 2 do
   end
   local deadline = redis.call('ZSCORE', KEYS[2], key)
   if deadline and tonumber(deadline) <= cutoff then
-    if ttl == -1 then
+    if ttl == -1 and not of_test(key, prefix) then
       -- Made persistent (or written again without a TTL): it will never expire.
       redis.call('ZREM', KEYS[2], key)
     elseif ttl < 0 then

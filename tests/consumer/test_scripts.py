@@ -234,7 +234,9 @@ async def test_each_instance_of_a_key_is_claimed_once_whoever_hears_it(
         assert len({(lease[3], lease[1]) for m in won if (lease := names.parse_lease(m))}) == 150
 
 
-async def test_a_key_that_exists_or_is_not_due_is_not_claimed(redis_server: RedisServer) -> None:
+async def test_a_live_unregistered_key_or_one_not_due_is_not_claimed(
+    redis_server: RedisServer,
+) -> None:
     async with bridged_redis(redis_server.url) as redis:
         await redis.call("SET", "t:alive", "v", "PX", 60_000)
         later = int(time.time() * 1000) + 60_000
@@ -242,6 +244,11 @@ async def test_a_key_that_exists_or_is_not_due_is_not_claimed(redis_server: Redi
         won = await claim(redis, ["t:alive", "t:deleted-early"], 30_000, 5000)
         assert won.members == []
         assert await redis.call("EXISTS", "dedup:t:alive", "dedup:t:deleted-early") == 0
+        # Fired, then written again before its expiry was claimed: the fired one is handled.
+        fired = await add_due(redis, ["t:rearmed"], deadline_ms=int(time.time() * 1000) - 5)
+        await redis.call("SET", "t:rearmed", "again", "PX", 60_000)
+        won = await claim(redis, ["t:rearmed"], 30_000, 5000)
+        assert [names.parse_lease(m)[1] for m in won.members] == [str(fired)]  # type: ignore[index]
 
 
 async def test_cancel_and_reschedule_from_trio(redis_server: RedisServer) -> None:

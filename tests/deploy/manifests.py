@@ -136,7 +136,7 @@ def container_env(
     return env
 
 
-_READERS = {"_get", "_url", "_url_list", "_file", "_int", "_choice", "_host"}
+_READERS = {"_get", "_url", "_redis_url", "_url_list", "_file", "_int", "_choice", "_host"}
 
 
 def config_variables() -> dict[str, set[str]]:

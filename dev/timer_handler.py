@@ -1,6 +1,7 @@
-"""A handler for the timer tests: one record per call, so that a key handled twice shows twice.
+"""A handler for the timer tests and benchmark: one record per call, so that a key handled
+twice shows twice.
 
-Consumers load it with ``HANDLER=tests.timer_handler:record``; each call appends a JSON record
+Consumers load it with ``HANDLER=dev.timer_handler:record``; each call appends a JSON record
 (key, deadline, claim id, when) to the list ``timers:handled`` through its own connection.
 """
 
