@@ -9,7 +9,7 @@ LOCK := requirements.lock
 WEB_STAMP := web/dist/index.html
 
 .PHONY: up test bench bench-ha example setup system-deps web lint test-py test-web test-deploy lock \
-	clean
+	images clean
 
 setup: system-deps $(STAMP) $(WEB_STAMP)
 
@@ -76,6 +76,11 @@ lock:
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/pip-tools/bin/pip-compile --quiet --extra dev \
 		--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) -o $(LOCK) \
 		pyproject.toml
+
+## Build the generator and consumer images (docker build) and check that both answer --help;
+## skipped where no Docker engine answers. Base images without Docker Hub: docs/IMAGES.md.
+images:
+	@bash scripts/build_images.sh
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist test-output .local
