@@ -4,19 +4,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Every package of the venv and of the images, pinned; `make lock` re-resolves it.
+LOCK := requirements.lock
 WEB_STAMP := web/dist/index.html
 
-.PHONY: up test bench bench-ha example setup system-deps web lint test-py test-web test-deploy clean
+.PHONY: up test bench bench-ha example setup system-deps web lint test-py test-web test-deploy lock \
+	images clean
 
 setup: system-deps $(STAMP) $(WEB_STAMP)
 
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
 web: $(WEB_STAMP)
@@ -66,6 +69,21 @@ bench-ha: setup
 	$(PY) scripts/bench.py --nats-cluster --keys 100000 --consumers 6
 	$(PY) scripts/bench.py --redis-cluster --keys 100000 --consumers 6
 	$(PY) scripts/bench.py --nats-cluster --redis-cluster --keys 100000 --consumers 6
+
+## Re-resolve requirements.lock from pyproject.toml with pip-tools (kept in a venv of its own,
+## so the project venv holds only what the lock lists). Pins that still satisfy pyproject.toml
+## stay; `make lock LOCK_ARGS=--upgrade` takes the newest releases within its bounds.
+lock:
+	$(PYTHON) -m venv $(VENV)/pip-tools
+	$(VENV)/pip-tools/bin/python -m pip install --quiet pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/pip-tools/bin/pip-compile --quiet --extra dev \
+		--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) -o $(LOCK) \
+		pyproject.toml
+
+## Build the generator and consumer images (docker build) and check that both answer --help;
+## skipped where no Docker engine answers. Base images without Docker Hub: docs/IMAGES.md.
+images:
+	@bash scripts/build_images.sh
 
 clean:
 	rm -rf $(VENV) web/node_modules web/dist test-output .local

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from importlib import metadata
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 from client.api import Api, ApiError
 
@@ -29,9 +32,17 @@ EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
 
 
+class Parser(argparse.ArgumentParser):
+    """Every misuse (unknown command or option, missing or bad value) as one line on stderr and
+    exit status 2, not the usage text: the line names what is wrong, ``--help`` the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    top = argparse.ArgumentParser(
+    top = Parser(
         prog="expiry-pipeline",
         description="Run and watch load tests of the expiry pipeline through its generator.",
         epilog=(
@@ -41,11 +52,14 @@ def parser() -> argparse.ArgumentParser:
             "passed"
         ),
     )
+    top.add_argument("--version", action="version", version=_version())
     _connection_options(top, defaults=True)
     # The same options after the command too (``run --keys 10 --url ...``).
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     _connection_options(common, defaults=False)
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required here: main() asks for it, after an unknown option was named (argparse checks
+    # required arguments first, and would only say that COMMAND is missing).
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(
         "run", parents=[common], help="start a test, follow it, exit 0 on exactly once"
@@ -60,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=0,
         help="give up (exit 4) after this many seconds; 0 = wait for the verdict (default)",
     )
@@ -79,6 +93,7 @@ def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None
 
     parser.add_argument(
         "--url",
+        type=_http_url,
         default=default(os.environ.get("EXPIRY_PIPELINE_URL", DEFAULT_URL)),
         help=f"the generator (default: $EXPIRY_PIPELINE_URL or {DEFAULT_URL})",
     )
@@ -95,9 +110,45 @@ def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None
     )
 
 
+def _version() -> str:
+    try:
+        return f"%(prog)s {metadata.version('expiry-pipeline')}"
+    except metadata.PackageNotFoundError:
+        return "%(prog)s (version unknown: not installed)"
+
+
+def _http_url(value: str) -> str:
+    """``--url`` (or $EXPIRY_PIPELINE_URL): an http:// or https:// URL with a host."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not the generator's address: expected http://host:port "
+            "(from --url or EXPIRY_PIPELINE_URL)"
+        )
+    return value
+
+
+def _seconds(value: str) -> float:
+    """``--timeout``: a number of seconds, 0 or more."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected 0 or more seconds")
+    return seconds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit status."""
-    args = parser().parse_args(argv)
+    command_line = parser()
+    args = command_line.parse_args(argv)
+    if args.command is None:
+        command_line.error("no command given: expected run, status or stop")
     api = Api(args.url, args.token)
     try:
         if args.command == "run":

@@ -11,6 +11,13 @@ from consumer.handler import load_handler
 from shared.config import load_consumer
 from shared.logs import setup_logging
 from shared.service import load_or_exit, run_or_exit
+from shared.usage import CONSUMER_VARIABLES, handle_arguments
+
+ABOUT = (
+    "One consumer of the expiry pipeline: hears Redis announce expired keys, queues them on "
+    "NATS JetStream, claims each exactly once in Redis and runs HANDLER on it, until SIGTERM "
+    "or SIGINT (the first one drains). It reads its settings from the environment only."
+)
 
 
 async def main() -> None:
@@ -22,7 +29,9 @@ async def main() -> None:
 
 
 def run() -> None:
-    """The ``expiry-pipeline-consumer`` console script."""
+    """The ``expiry-pipeline-consumer`` console script; ``--help`` and ``--version`` answer
+    without connecting to anything."""
+    handle_arguments("consumer", ABOUT, CONSUMER_VARIABLES)
     trio.run(main)
 
 

@@ -19,8 +19,15 @@ from shared.config import ConfigError, GeneratorConfig, load_generator, redact
 from shared.logs import setup_logging
 from shared.redis_outage import RedisOutage
 from shared.service import find_exception, listen_error, load_or_exit, run_or_exit
+from shared.usage import GENERATOR_VARIABLES, handle_arguments
 
 log = logging.getLogger("generator")
+
+ABOUT = (
+    "The expiry pipeline's generator: serves the WebUI and its control API, writes the test "
+    "keys to Redis and follows them to a verdict, until SIGTERM or SIGINT. It reads its "
+    "settings from the environment only."
+)
 
 GRACEFUL_TIMEOUT_S = 3.0
 KEEP_ALIVE_TIMEOUT_S = 5.0
@@ -125,7 +132,9 @@ async def main() -> None:
 
 
 def run() -> None:
-    """The ``expiry-pipeline-generator`` console script."""
+    """The ``expiry-pipeline-generator`` console script; ``--help`` and ``--version`` answer
+    without connecting to anything."""
+    handle_arguments("generator", ABOUT, GENERATOR_VARIABLES)
     trio.run(main)
 
 

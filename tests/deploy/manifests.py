@@ -144,22 +144,38 @@ def config_variables() -> dict[str, set[str]]:
     ``{"common": {...}, "generator": {...}, "consumer": {...}}`` (the services include common).
     """
     tree = ast.parse(CONFIG_PY.read_text())
-    found: dict[str, set[str]] = {}
-    for func in tree.body:
-        if not isinstance(func, ast.FunctionDef) or not func.name.startswith("load_"):
-            continue
-        names: set[str] = set()
+    functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    reads: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    for name, func in functions.items():
+        reads[name], calls[name] = set(), set()
         for node in ast.walk(func):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id in functions:
+                calls[name].add(node.func.id)
             if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in _READERS
+                node.func.id in _READERS
                 and len(node.args) >= 2
                 and isinstance(node.args[1], ast.Constant)
                 and isinstance(node.args[1].value, str)
             ):
-                names.add(node.args[1].value)
-        found[func.name.removeprefix("load_")] = names
+                reads[name].add(node.args[1].value)
+
+    def read_by(name: str, seen: set[str]) -> set[str]:
+        """What ``name`` reads, itself or through the module's functions it calls
+        (``_redis_url``, for instance)."""
+        seen.add(name)
+        names = set(reads[name])
+        for callee in calls[name] - seen:
+            names |= read_by(callee, seen)
+        return names
+
+    found = {
+        name.removeprefix("load_"): read_by(name, set())
+        for name in functions
+        if name.startswith("load_")
+    }
     common = found.get("common", set())
     return {
         "common": common,

@@ -211,6 +211,14 @@ def test_generator_image_builds_and_serves_the_webui() -> None:
     )
 
 
+@pytest.mark.parametrize("service", DOCKERFILES)
+def test_no_syntax_directive_pulls_a_frontend_from_docker_hub(service: str) -> None:
+    # BuildKit pulls the named frontend image (docker/dockerfile) before building: offline, or
+    # without Docker Hub, the build fails before it starts. The built-in frontend suffices.
+    for line in (REPO / DOCKERFILES[service]).read_text().splitlines():
+        assert not re.match(r"#\s*syntax\s*=", line.strip(), flags=re.IGNORECASE), line
+
+
 def test_consumer_image_has_no_webui() -> None:
     stages = _stages("consumer")
     assert not any(s.image.startswith("node:") for s in stages)
