@@ -35,4 +35,4 @@ async def record(event: ExpiredKey) -> None:
         "claim_id": event.claim_id,
         "handled_at_ms": int(time.time() * 1000),
     }
-    await _redis.call("RPUSH", HANDLED, json.dumps(entry))
+    await _redis.commands([("RPUSH", HANDLED, json.dumps(entry))])  # from trio, one server

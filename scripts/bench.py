@@ -237,15 +237,22 @@ def consumption(system: LocalSystem, redis_cluster: bool) -> tuple[dict[str, str
     return records, counted
 
 
-def plain_keys(keys: int, consumers: int) -> None:
-    """Time ``keys`` unregistered keys written with plain ``SET … PX`` (a seed-style producer,
-    no test running) until ``metrics:consumed`` has them all."""
+def plain_keys(keys: int, consumers: int, keyspace_events: str = "") -> None:
+    """Time ``keys`` keys written with plain ``SET … PX`` (a seed-style producer, no test
+    running) until ``metrics:consumed`` has them all; the CPU each part spent per key."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
-        running_system(Path(tmp), consumers=consumers, env={"LOG_LEVEL": "WARNING"}) as system,
+        running_system(
+            Path(tmp),
+            consumers=consumers,
+            env={"LOG_LEVEL": "WARNING"},
+            redis_args=("--notify-keyspace-events", keyspace_events) if keyspace_events else (),
+        ) as system,
     ):
         client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
+        procs = processes(system)
         time.sleep(4)  # listener slots settle
+        before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
         client.set(names.METRICS_CONSUMED, 0)
         started = time.monotonic()
         pipe = client.pipeline(transaction=False)
@@ -264,9 +271,15 @@ def plain_keys(keys: int, consumers: int) -> None:
         consumed = int(client.get(names.METRICS_CONSUMED) or 0)
         time.sleep(1)
         late = int(client.get(names.METRICS_CONSUMED) or 0) - consumed
+        cpu = {name: sum(p.cpu_times()[:2]) - before[name] for name, p in procs.items()}
+    fleet = sum(c for n, c in cpu.items() if n.startswith("consumer-"))
     print(
         f"plain SET keys  {keys:,} written in {written:.2f} s, all {consumed:,} consumed after "
         f"{done:.2f} s ({keys / done:,.0f} keys/s); {late} counted after that (must be 0)"
+    )
+    print(
+        f"cpu per key     fleet {fleet / keys * 1e6:,.0f} µs, Redis "
+        f"{cpu['redis'] / keys * 1e6:,.0f} µs, NATS {cpu['nats'] / keys * 1e6:,.0f} µs"
     )
 
 
@@ -354,7 +367,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.plain:
-        plain_keys(args.plain, args.consumers)
+        plain_keys(args.plain, args.consumers, args.keyspace_events)
         return 0
     plan: list[dict[str, Any]]
     if args.keys:

@@ -1,8 +1,9 @@
 """Benchmark: keys as timers, on time whatever else Redis holds.
 
 Redis at its defaults (``hz 10``), empty or holding 1,000,000 other keys with 1-2 h TTLs (a
-production Redis full of sessions and caches). 10,000 keys at 1 key/ms with TTL 100 ms,
-written once with plain ``SET … PX`` and once with ``FCALL expiry_register``, 6 consumers.
+production Redis full of sessions and caches). 10,000 keys at 1 key/ms (``--every-ms``) with
+TTL 100 ms, written once with plain ``SET … PX`` and once with ``FCALL expiry_register``,
+6 consumers.
 Every key is checked: handled once, and its lateness (handler start - deadline) is printed as
 p50 / p99 / max, with the fleet's CPU per key.
 
@@ -63,13 +64,15 @@ def fill(client: redis.Redis, count: int) -> None:
         client.eval(_FILL, 0, start, min(count, start + FILL_BATCH) - 1)
 
 
-def write_paced(client: redis.Redis, prefix: str, keys: int, registered: bool) -> dict[str, int]:
-    """Write ``keys`` keys at 1 key/ms; their deadlines (unix ms, Redis's clock)."""
+def write_paced(
+    client: redis.Redis, prefix: str, keys: int, registered: bool, every_ms: float
+) -> dict[str, int]:
+    """Write ``keys`` keys, one every ``every_ms``; their deadlines (unix ms, Redis's clock)."""
     deadlines: dict[str, int] = {}
     started = time.monotonic()
     for i in range(keys):
         key = f"{prefix}{i}"
-        time.sleep(max(0.0, started + i / 1000 - time.monotonic()))
+        time.sleep(max(0.0, started + i * every_ms / 1000 - time.monotonic()))
         if registered:
             deadlines[key] = int(
                 client.fcall(names.FN_REGISTER, 2, key, names.EXPIRY_DUE, i, TTL_MS)
@@ -95,12 +98,14 @@ def fleet_cpu(system: LocalSystem) -> float:
     )
 
 
-def paced_run(system: LocalSystem, label: str, keys: int, registered: bool) -> Row:
+def paced_run(
+    system: LocalSystem, label: str, keys: int, registered: bool, every_ms: float
+) -> Row:
     client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
     producer = "expiry_register" if registered else "plain SET PX"
     prefix = f"timer:{'r' if registered else 'p'}:"
     cpu_before = fleet_cpu(system)
-    deadlines = write_paced(client, prefix, keys, registered)
+    deadlines = write_paced(client, prefix, keys, registered, every_ms)
     give_up = time.monotonic() + 90
     while len(handled_records(client, prefix)) < keys and time.monotonic() < give_up:
         time.sleep(0.2)
@@ -129,7 +134,7 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-def run(others: int, keys: int, consumers: int) -> list[Row]:
+def run(others: int, keys: int, consumers: int, every_ms: float) -> list[Row]:
     label = f"{others:,} other TTL keys" if others else "empty"
     with tempfile.TemporaryDirectory(prefix="bench-timers-") as tmp:
         system = LocalSystem(
@@ -149,7 +154,9 @@ def run(others: int, keys: int, consumers: int) -> list[Row]:
             if others:
                 fill(redis.Redis.from_url(system.redis_url or ""), others)
             time.sleep(4)  # listener slots settle (a lease and a renewal)
-            return [paced_run(system, label, keys, registered) for registered in (False, True)]
+            return [
+                paced_run(system, label, keys, registered, every_ms) for registered in (False, True)
+            ]
         finally:
             system.stop()
 
@@ -159,11 +166,16 @@ def main() -> int:
     parser.add_argument("--others", type=int, default=1_000_000)
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--consumers", type=int, default=6)
+    parser.add_argument("--every-ms", type=float, default=1.0, help="one key every this many ms")
     args = parser.parse_args()
-    rows = run(0, args.keys, args.consumers) + run(args.others, args.keys, args.consumers)
+    rows = [
+        *run(0, args.keys, args.consumers, args.every_ms),
+        *run(args.others, args.keys, args.consumers, args.every_ms),
+    ]
     print()
     print(
-        f"Timers: {args.keys:,} keys at 1 key/ms, TTL {TTL_MS} ms, {args.consumers} consumers, "
+        f"Timers: {args.keys:,} keys, one every {args.every_ms:g} ms, TTL {TTL_MS} ms, "
+        f"{args.consumers} consumers, "
         "Redis at its defaults (hz 10)"
     )
     print(

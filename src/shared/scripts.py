@@ -139,17 +139,16 @@ for i = 3, #ARGV, 3 do
       won[#won + 1] = member
     end
   else
-    local expires
+    local expires = tonumber(seen)
     if seen == '' then
-      expires = redis.call('PEXPIRETIME', KEYS[at])
       at = at + 1
-    else
-      expires = tonumber(seen)
-    end
-    if of_test(key, prefix) then
       -- The running load test's keys are its generator's: it registered each itself, and
       -- its verdict counts every key it wrote, whatever others do to them.
-    elseif expires > now then
+      expires = of_test(key, prefix) and 0 or redis.call('PEXPIRETIME', KEYS[at - 1])
+    elseif of_test(key, prefix) then
+      expires = 0
+    end
+    if expires > now then
       redis.call('ZADD', KEYS[2], expires, key)
     elseif expires == -1 or (expires < 0 and event ~= 'expire') then
       redis.call('ZREM', KEYS[2], key)
