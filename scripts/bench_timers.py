@@ -98,9 +98,7 @@ def fleet_cpu(system: LocalSystem) -> float:
     )
 
 
-def paced_run(
-    system: LocalSystem, label: str, keys: int, registered: bool, every_ms: float
-) -> Row:
+def paced_run(system: LocalSystem, label: str, keys: int, registered: bool, every_ms: float) -> Row:
     client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
     producer = "expiry_register" if registered else "plain SET PX"
     prefix = f"timer:{'r' if registered else 'p'}:"
