@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
+import trustme
 
 from dev.local_system import LocalSystem, Process, free_port, service_env, wait_until
 from shared import names
@@ -343,3 +344,15 @@ def start_consumer(folder: Path, name: str = "solo", **env: str) -> tuple[Proces
     )
     process.start()
     return process, port
+
+
+def redis_tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A certificate for 127.0.0.1/localhost, its key and the CA that signed it (trustme),
+    written under ``folder``: what ``RedisServer(tls=...)`` serves."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = (folder / "redis.crt", folder / "redis.key", folder / "redis-ca.pem")
+    cert.cert_chain_pems[0].write_to_path(str(files[0]))
+    cert.private_key_pem.write_to_path(str(files[1]))
+    ca.cert_pem.write_to_path(str(files[2]))
+    return files

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import redis
-import trustme
 
 from dev.local_system import NatsServer, RedisServer, wait_until
 from dev.timer_handler import HANDLED
-from tests.support import REPO, start_consumer
+from tests.support import REPO, redis_tls_files, start_consumer
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +35,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
             *("--user", "app", "on", ">s@cret", "~*", "&*", "+@all"),
         ],
     ).start()
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    files = (folder / "redis.crt", folder / "redis.key", folder / "redis-ca.pem")
-    cert.cert_chain_pems[0].write_to_path(str(files[0]))
-    cert.private_key_pem.write_to_path(str(files[1]))
-    ca.cert_pem.write_to_path(str(files[2]))
+    files = redis_tls_files(folder)
     secure = RedisServer(folder, tls=files).start()
     nats = NatsServer(folder).start()
     try:

@@ -18,7 +18,12 @@ import trustme
 
 from dev.local_system import NatsServer, Process, RedisServer, wait_until
 from tests.nats_auth import Account
-from tests.support import check_every_key, check_jetstream_settled, start_consumer
+from tests.support import (
+    check_every_key,
+    check_jetstream_settled,
+    redis_tls_files,
+    start_consumer,
+)
 
 from .conftest import StartSystem
 from .test_security import readyz_status
@@ -59,13 +64,7 @@ def secure_nats(tmp_path: Path) -> Iterator[SecureNats]:
 
 @pytest.fixture
 def secure_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    files = (tmp_path / "redis.crt", tmp_path / "redis.key", tmp_path / "redis-ca.pem")
-    cert.cert_chain_pems[0].write_to_path(str(files[0]))
-    cert.private_key_pem.write_to_path(str(files[1]))
-    ca.cert_pem.write_to_path(str(files[2]))
-    server = RedisServer(tmp_path, tls=files).start()
+    server = RedisServer(tmp_path, tls=redis_tls_files(tmp_path)).start()
     try:
         yield server
     finally:
