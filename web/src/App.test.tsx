@@ -187,6 +187,38 @@ describe('validation', () => {
     expect(field).toHaveValue('42')
   })
 
+  it('keeps a field selected for typing when the first status arrives before the keys', async () => {
+    let release: () => void = () => undefined
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    routeFetch({
+      'GET /api/status': async () => {
+        await released
+        return { status: 200, body: FINISHED }
+      },
+      'GET /api/history': { status: 200, body: [] },
+    })
+    const user = userEvent.setup()
+    render(<App />)
+    act(() => {
+      FakeEventSource.latest().open()
+      FakeEventSource.latest().push(makeStatus())
+    })
+    await waitFor(() => expect(screen.getByTestId('start')).toBeEnabled())
+    const field = screen.getByTestId('input-num_keys') as HTMLInputElement
+    // What a browser's fill does: focus, select everything, then type over the selection.
+    await user.click(field)
+    field.setSelectionRange(0, field.value.length)
+    await act(async () => {
+      release()
+      await released
+    })
+    await waitFor(() => expect(screen.getByTestId('verdict')).toBeInTheDocument())
+    await user.keyboard('42')
+    expect(field).toHaveValue('42')
+  })
+
   it('keeps an invalid test on the page and names the field', async () => {
     const calls = routeFetch({
       'GET /api/status': { status: 200, body: makeStatus() },

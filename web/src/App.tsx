@@ -48,7 +48,9 @@ export function App() {
   const [stopRequestedFor, setStopRequestedFor] = useState<string | null>(null)
 
   // A reloaded page offers the last test's parameters rather than the defaults, unless the
-  // person has already started typing (the first status can arrive mid-edit).
+  // person has already put the cursor in a field or pressed Start: the first status can arrive
+  // between a field's select-all and the typing that replaces it, and rewriting the value then
+  // drops the selection, so the typed text would be appended to the old value.
   const edited = useRef(false)
   useEffect(() => {
     if (firstStatus?.config && !edited.current) setForm(fromConfig(firstStatus.config))
@@ -71,6 +73,10 @@ export function App() {
     setErrors((previous) => (previous[field] ? withError(previous, field, validateField(field, text)) : previous))
   }
 
+  const onFocus = () => {
+    edited.current = true
+  }
+
   const onBlur = (field: ConfigField) => {
     setErrors((previous) => withError(previous, field, validateField(field, form[field])))
   }
@@ -79,6 +85,7 @@ export function App() {
     setFormError(null)
     let config = null
     if (action === 'start') {
+      edited.current = true
       const checked = validateConfig(form)
       if (!checked.ok) {
         setErrors(checked.errors)
@@ -143,6 +150,7 @@ export function App() {
               canStop={canStop}
               pending={pending}
               onChange={onChange}
+              onFocus={onFocus}
               onBlur={onBlur}
               onStart={() => void perform('start')}
               onStop={() => void perform('stop')}

@@ -17,6 +17,7 @@ interface ConfigPanelProps {
   canStop: boolean
   pending: 'start' | 'stop' | null
   onChange: (field: ConfigField, text: string) => void
+  onFocus: () => void
   onBlur: (field: ConfigField) => void
   onStart: () => void
   onStop: () => void
@@ -73,6 +74,7 @@ export function ConfigPanel(props: ConfigPanelProps) {
                   spellCheck={false}
                   value={values[rule.field]}
                   onChange={(event) => props.onChange(rule.field, event.target.value)}
+                  onFocus={props.onFocus}
                   onBlur={() => props.onBlur(rule.field)}
                   aria-invalid={error ? true : undefined}
                   aria-describedby={error ? `${id}-error` : `${id}-help`}
