@@ -89,6 +89,15 @@ def tally(system: LocalSystem) -> Tally:
     )
 
 
+def leases_left(system: LocalSystem, shown: int = 5) -> list[str]:
+    """A few of the leases still held (claim id|deadline|test id|key), to say whose they are."""
+    client = redis_client(system)
+    held: list[str] = []
+    for group in layout_of(system).groups:
+        held += client.zrange(group.name(names.EXPIRY_LEASES), 0, shown - 1)
+    return held[:shown]
+
+
 def check_every_key(system: LocalSystem, status: dict[str, Any]) -> None:
     """The ended test consumed every generated key exactly once, and Redis agrees with the API.
 
@@ -104,7 +113,7 @@ def check_every_key(system: LocalSystem, status: dict[str, Any]) -> None:
     assert counts.unexpected == 0, f"{counts}\n{logs}"
     assert counts.duplicates == 0, f"{counts}\n{logs}"
     assert counts.records == counts.generated
-    assert counts.pending == 0 and counts.inflight == 0, counts
+    assert counts.pending == 0 and counts.inflight == 0, (counts, leases_left(system))
     verdict = status["verdict"]
     assert verdict is not None, status
     assert verdict["exactly_once"] is True, verdict

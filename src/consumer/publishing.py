@@ -18,7 +18,7 @@ PUBLISH_ATTEMPTS = 3
 #: The least life of the dedup record of a key a sweeper claimed. Its expiry event was not
 #: heard within the grace; if it comes at all, it comes late (a listener far behind in a
 #: burst), and must still find the key claimed.
-SWEPT_DEDUP_MS = 60_000
+SWEPT_DEDUP_MS = scripts.LEAST_CLAIM_RECORD_MS
 _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
 
 

@@ -24,6 +24,10 @@ carry the test's id through all of this, so that its records are kept key by key
 
 from typing import Final
 
+#: The least life of the claim record of a registered instance, whoever claimed it (a listener
+#: or a sweeper): a copy of its expiry event heard this much later still finds it claimed.
+LEAST_CLAIM_RECORD_MS: Final = 60_000
+
 _PRELUDE: Final = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -95,9 +99,14 @@ end
 #:   instance's, heard late, or the key was deleted before its deadline;
 #: - an unregistered key (its arming was not heard) is claimed if it no longer exists and no
 #:   claim record guards it (``SET dedup:<key> NX PX <window>``).
+#: A registered instance's claim record lives at least ``LEAST_CLAIM_RECORD_MS``: the other
+#: listener's copy of the event may come far later than the window in a burst, when its
+#: listener is behind, and must still find the instance claimed. The next instance of the key
+#: does not wait for it: its arming registers it, and a registered expiry ignores old records.
 #: A claim gets an id and a lease in ``expiry:leases``. Returns the lease members won.
 HEAR: Final = (
     _PRELUDE
+    + f"local least_record_ms = {LEAST_CLAIM_RECORD_MS}\n"
     + """
 local test_id, test_window, prefix = running_test(KEYS[1])
 local now = now_ms()
@@ -126,7 +135,7 @@ for i = 3, #ARGV, 3 do
       fired = tonumber(deadline) <= now
       if fired then
         redis.call('ZREM', KEYS[2], key)
-        redis.call('SET', dedup, id_string(seq + 1), 'PX', window)
+        redis.call('SET', dedup, id_string(seq + 1), 'PX', math.max(window, least_record_ms))
       end
     elseif not exists then
       deadline = ''
