@@ -163,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         print(f"expiry-pipeline: {exc}", file=sys.stderr)
         return EXIT_API
+    except KeyboardInterrupt:  # outside a followed test (that one is stopped by ``run``)
+        print("expiry-pipeline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run(api: Api, args: argparse.Namespace) -> int:

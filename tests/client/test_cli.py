@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import tomllib
 from importlib import import_module
@@ -12,7 +16,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from client.cli import EXIT_API, EXIT_NOT_EXACTLY_ONCE, EXIT_OK, EXIT_USAGE, Progress, main
+from client.cli import (
+    EXIT_API,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_EXACTLY_ONCE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Progress,
+    main,
+)
 from dev.local_system import LocalSystem, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +77,26 @@ def test_an_unreachable_generator_says_what_to_do(capsys: pytest.CaptureFixture[
     assert main(["--url", f"http://127.0.0.1:{free_port()}", "status"]) == EXIT_API
     err = capsys.readouterr().err
     assert "cannot reach the generator" in err and "--url" in err
+
+
+def test_ctrl_c_while_waiting_for_the_generator_is_one_line() -> None:
+    """Interrupted in the middle of a request (a generator that accepted and does not
+    answer): exit status 130 and one line, no traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "client", "--url", f"http://127.0.0.1:{port}", "status"],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        connection, _ = server.accept()  # the request is on its way: the CLI waits
+        with connection:
+            connection.recv(4096)  # the whole request was sent: the CLI waits for the answer
+            cli.send_signal(signal.SIGINT)
+            _, err = cli.communicate(timeout=30)
+    assert cli.returncode == EXIT_INTERRUPTED
+    assert err == "expiry-pipeline: interrupted\n"
 
 
 def test_missing_arguments_are_a_usage_error() -> None:
