@@ -15,10 +15,6 @@ from shared.names import KeyLayout, SlotGroup
 log = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 3
-#: The least life of the dedup record of a key a sweeper claimed. Its expiry event was not
-#: heard within the grace; if it comes at all, it comes late (a listener far behind in a
-#: burst), and must still find the key claimed.
-SWEPT_DEDUP_MS = scripts.LEAST_CLAIM_RECORD_MS
 _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
 
 
@@ -128,7 +124,7 @@ async def claim_overdue(
     for group, part in layout.by_group(keys).items():
         script_keys = claim_keys(group)
         script_keys += [group.name(names.METRICS_RECOVERED), group.name(names.TEST_RECOVERED)]
-        args: list[str | int] = [lease_ms, grace_ms, window_ms, SWEPT_DEDUP_MS]
+        args: list[str | int] = [lease_ms, grace_ms, window_ms]
         for key in part:
             script_keys += [group.dedup(key)] if seen[key] else [group.dedup(key), key]
             args += [key, seen[key]]

@@ -28,7 +28,9 @@ from typing import Final
 #: or a sweeper): a copy of its expiry event heard this much later still finds it claimed.
 LEAST_CLAIM_RECORD_MS: Final = 60_000
 
-_PRELUDE: Final = """
+_PRELUDE: Final = (
+    f"local least_record_ms = {LEAST_CLAIM_RECORD_MS}\n"
+    + """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -78,6 +80,7 @@ local function test_of(key, registered, test_id, test_window, prefix, window)
   return '', window
 end
 """
+)
 
 #: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, then per event its keys:
 #:       for ``expired`` the key's dedup key, then (when read here) the key; for any other
@@ -106,7 +109,6 @@ end
 #: A claim gets an id and a lease in ``expiry:leases``. Returns the lease members won.
 HEAR: Final = (
     _PRELUDE
-    + f"local least_record_ms = {LEAST_CLAIM_RECORD_MS}\n"
     + """
 local test_id, test_window, prefix = running_test(KEYS[1])
 local now = now_ms()
@@ -187,12 +189,11 @@ return {due, stale}
 
 #: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, metrics:recovered,
 #:       test:recovered, then per key its dedup key and, when its TTL is read here, the key.
-#: ARGV: lease ms, grace ms, dedup window ms (outside a test), the least life of a swept key's
-#: dedup record (ms), then per key: the key and its TTL as the caller read it (``PTTL``), or
-#: '' to read it here. On a Redis Cluster the key lives in another slot than the group's state,
-#: so the caller reads its TTL first; the claim is still safe, because a producer registers
-#: (moving the deadline) before it writes the key: a deadline unchanged here means the key was
-#: not written again since the caller read its TTL.
+#: ARGV: lease ms, grace ms, dedup window ms (outside a test), then per key: the key and its
+#: TTL as the caller read it (``PTTL``), or '' to read it here. On a Redis Cluster the key
+#: lives in another slot than the group's state, so the caller reads its TTL first; the claim
+#: is still safe, because a producer registers (moving the deadline) before it writes the key:
+#: a deadline unchanged here means the key was not written again since the caller read its TTL.
 #: Claims registered keys past their deadline (plus grace) whose expiry nobody claimed, and
 #: those gone without a word the fleet heard (deleted while no consumer listened: the
 #: registered deadline is the promise, so the safe side is to handle it). A key that lives on
@@ -210,9 +211,8 @@ local cutoff = now - tonumber(ARGV[2])
 local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local claimed = {}
-local swept_window = tonumber(ARGV[4])
 local at = 7
-for i = 5, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local key, seen_ttl = ARGV[i], ARGV[i + 1]
   local dedup = KEYS[at]
   local ttl
@@ -233,7 +233,7 @@ for i = 5, #ARGV, 2 do
       seq = seq + 1
       -- Its expiry event may still be on its way (listeners far behind): keep the record
       -- long enough that it finds the key claimed.
-      redis.call('SET', dedup, id_string(seq), 'PX', math.max(window, swept_window))
+      redis.call('SET', dedup, id_string(seq), 'PX', math.max(window, least_record_ms))
       redis.call('ZREM', KEYS[2], key)
       local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
       redis.call('ZADD', KEYS[3], lease_end, member)

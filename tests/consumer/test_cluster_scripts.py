@@ -11,7 +11,6 @@ import redis
 import trio.lowlevel
 
 from consumer.publishing import (
-    SWEPT_DEDUP_MS,
     claim,
     claim_keys,
     claim_overdue,
@@ -74,7 +73,7 @@ async def test_registration_claims_and_sweeps_on_a_cluster(
         swept = await claim_overdue(gateway, due, 30_000, 0, 4000)
         assert len(swept.members) == 100
         dedup = layout.group_of(keys[250]).dedup(keys[250])
-        assert client.pttl(dedup) > SWEPT_DEDUP_MS - 5000
+        assert client.pttl(dedup) > scripts.LEAST_CLAIM_RECORD_MS - 5000
 
 
 async def test_a_sweep_does_not_claim_a_key_registered_again_after_its_ttl_was_read(
@@ -98,7 +97,7 @@ async def test_a_sweep_does_not_claim_a_key_registered_again_after_its_ttl_was_r
             group.name(names.METRICS_RECOVERED),
             group.name(names.TEST_RECOVERED),
         ]
-        args: list[str | int] = [30_000, 0, 4000, SWEPT_DEDUP_MS, key, str(seen_ttl)]
+        args: list[str | int] = [30_000, 0, 4000, key, str(seen_ttl)]
         [claimed] = await gateway.scripts(scripts.SWEEP_CLAIM, [([*state, group.dedup(key)], args)])
         assert claimed == []
         assert client.zscore(registry, key) is not None  # still waiting for its new deadline

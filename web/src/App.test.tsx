@@ -156,65 +156,54 @@ describe('Redis outages', () => {
   })
 })
 
-describe('validation', () => {
-  it('keeps what the person typed when the first status arrives after the stream', async () => {
-    let release: () => void = () => undefined
-    const released = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    routeFetch({
-      'GET /api/status': async () => {
-        await released
-        return { status: 200, body: FINISHED }
-      },
-      'GET /api/history': { status: 200, body: [] },
-    })
-    const user = userEvent.setup()
-    render(<App />)
-    act(() => {
-      FakeEventSource.latest().open()
-      FakeEventSource.latest().push(makeStatus())
-    })
-    await waitFor(() => expect(screen.getByTestId('start')).toBeEnabled())
-    const field = screen.getByTestId('input-num_keys')
-    await user.clear(field)
-    await user.type(field, '42')
+/** The page open and streaming, its first status (the last test, finished) held back until
+ * `arrive` lets it through: what a person does meanwhile meets it mid-edit. */
+async function renderWithFirstStatusHeld() {
+  let release: () => void = () => undefined
+  const released = new Promise<void>((resolve) => {
+    release = resolve
+  })
+  routeFetch({
+    'GET /api/status': async () => {
+      await released
+      return { status: 200, body: FINISHED }
+    },
+    'GET /api/history': { status: 200, body: [] },
+  })
+  const user = userEvent.setup()
+  render(<App />)
+  act(() => {
+    FakeEventSource.latest().open()
+    FakeEventSource.latest().push(makeStatus())
+  })
+  await waitFor(() => expect(screen.getByTestId('start')).toBeEnabled())
+  const arrive = async () => {
     await act(async () => {
       release()
       await released
     })
     await waitFor(() => expect(screen.getByTestId('verdict')).toBeInTheDocument())
+  }
+  return { user, arrive }
+}
+
+describe('validation', () => {
+  it('keeps what the person typed when the first status arrives after the stream', async () => {
+    const { user, arrive } = await renderWithFirstStatusHeld()
+    const field = screen.getByTestId('input-num_keys')
+    await user.clear(field)
+    await user.type(field, '42')
+    await arrive()
     expect(field).toHaveValue('42')
   })
 
   it('keeps a field selected for typing when the first status arrives before the keys', async () => {
-    let release: () => void = () => undefined
-    const released = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    routeFetch({
-      'GET /api/status': async () => {
-        await released
-        return { status: 200, body: FINISHED }
-      },
-      'GET /api/history': { status: 200, body: [] },
-    })
-    const user = userEvent.setup()
-    render(<App />)
-    act(() => {
-      FakeEventSource.latest().open()
-      FakeEventSource.latest().push(makeStatus())
-    })
-    await waitFor(() => expect(screen.getByTestId('start')).toBeEnabled())
+    const { user, arrive } = await renderWithFirstStatusHeld()
     const field = screen.getByTestId('input-num_keys') as HTMLInputElement
     // What a browser's fill does: focus, select everything, then type over the selection.
     await user.click(field)
     field.setSelectionRange(0, field.value.length)
-    await act(async () => {
-      release()
-      await released
-    })
-    await waitFor(() => expect(screen.getByTestId('verdict')).toBeInTheDocument())
+    await arrive()
     await user.keyboard('42')
     expect(field).toHaveValue('42')
   })
