@@ -10,11 +10,14 @@ import trio
 
 from shared import names, scripts, telemetry
 from shared.bridge import JetStream, RedisGateway, ScriptCall
+from shared.logs import Throttle
 from shared.names import KeyLayout, SlotGroup
 
 log = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 3
+#: JetStream's refusals (a full store refuses every batch alike): each reason once per 5 s.
+_REFUSALS = Throttle()
 _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
 
 
@@ -221,12 +224,16 @@ async def publish_claimed(
             continue  # publishing now would only wait for the reconnect
         items = [message_of(member, claimed.generation, redis.layout) for member in remaining]
         try:
-            results = await jetstream.publish_batch(items)
+            refusals = await jetstream.publish_batch(items)
         except Exception as exc:
-            log.warning("publishing %d keys failed: %s", len(items), exc)
-            results = [False] * len(items)
-        stored = [member for member, ok in zip(remaining, results, strict=True) if ok]
-        remaining = [member for member, ok in zip(remaining, results, strict=True) if not ok]
+            refusals = [f"publishing failed: {exc}"] * len(items)
+        stored = [member for member, why in zip(remaining, refusals, strict=True) if why is None]
+        remaining = [member for member, why in zip(remaining, refusals, strict=True) if why]
+        reasons = "; ".join(sorted({why for why in refusals if why}))
+        if reasons and _REFUSALS.allow(reasons):
+            log.warning(
+                "JetStream did not take %d of %d keys: %s", len(remaining), len(items), reasons
+            )
         telemetry.PUBLISHED.labels("ok").inc(len(stored))
         if marks is None:
             await _mark_queued(redis, stored)

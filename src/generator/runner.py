@@ -46,10 +46,11 @@ def write_stages(
 ) -> list[list[Command]]:
     """The pipelines writing ``keys``, to run in order, and setting the generated count.
 
-    The first reply is the current test's id (another one means Redis lost this test). The
-    keys are registered with the pipeline (``shared.registration.register_stages``), so a key
-    whose expiry nobody heard is still recovered. The generated count is set, not added to, so
-    that the pipelines can be retried after a dropped connection.
+    The keys are registered with the pipeline (``shared.registration.register_stages``), so a
+    key whose expiry nobody heard is still recovered. The generated count is set, not added
+    to, so that the pipelines can be retried after a dropped connection. On one server they
+    are one transaction: Redis at ``maxmemory`` refuses all of it or none of it, so the count
+    never misses keys that were written (``batch_test_id`` reads the replies).
     """
     items = [(key, test_id) for key in keys]
     stages: list[list[Command]] = (
@@ -57,7 +58,21 @@ def write_stages(
     )
     stages[0].insert(0, ("HGET", names.TEST_CURRENT, "id"))
     stages[-1].append(("SET", names.METRICS_GENERATED, generated))
+    if not layout.cluster:
+        stages[0] = [("MULTI",), *stages[0], ("EXEC",)]
     return stages
+
+
+def batch_test_id(layout: KeyLayout, replies: Sequence[Any]) -> str | None:
+    """The current test's id, from the replies of ``write_stages`` (another id than the
+    writer's means Redis lost its test); an error inside the transaction is raised."""
+    if layout.cluster:
+        return replies[0]  # type: ignore[no-any-return]
+    executed = replies[-1]
+    for reply in executed:
+        if isinstance(reply, Exception):
+            raise reply
+    return executed[0]  # type: ignore[no-any-return]
 
 
 async def unwritten(redis: RedisGateway, keys: Sequence[str]) -> list[str]:
@@ -553,7 +568,7 @@ class TestRunner:
             waited = self._waited_s
             attempts = 0
 
-            async def write_batch(first: int = written, count: int = count) -> list[Any]:
+            async def write_batch(first: int = written, count: int = count) -> str | None:
                 nonlocal attempts
                 attempts += 1
                 return await self._write_batch(
@@ -561,17 +576,18 @@ class TestRunner:
                 )
 
             try:
-                replies = await self._until_done(
+                current = await self._until_done(
                     "writing keys",
                     write_batch,
                     give_up_s=self._drain_timeout_s,
                     interrupt=self._stop_requested,
                 )
             except _Interrupted:
+                written += await self._settle_stopped_batch(test_id, written, count, config.key_ttl)
                 break
             # After waiting for Redis, go on at the test's pace rather than in one burst.
             begin += self._waited_s - waited
-            if replies[0] != test_id:
+            if current != test_id:
                 raise StateLost(lost_state_reason(written))
             written += count
             telemetry.GENERATED.inc(count)
@@ -580,21 +596,20 @@ class TestRunner:
 
     async def _write_batch(
         self, test_id: str, first: int, count: int, ttl_ms: int, retry: bool
-    ) -> list[Any]:
-        """One batch of keys, checking in the same round trip that Redis still has the test.
+    ) -> str | None:
+        """One batch of keys; the current test's id, read in the same round trip (another id
+        than ``test_id`` means Redis lost this test, and nothing was written into it).
 
-        The first reply is the current test's id: another one means Redis lost this test. A
-        retry first asks whether the failed attempt was applied after all (its answer lost
-        with the connection), wholly or in part: it writes only the keys Redis has no trace
-        of, since writing one again would register a key already consumed.
+        A retry first asks which of the keys the failed attempt wrote after all (its answer
+        lost with the connection; on a cluster, the masters that answered took their part):
+        it writes only the keys Redis has no trace of, since writing one again would register
+        a key already consumed.
         """
         keys = [names.gen_key(seq) for seq in range(first, first + count)]
         if retry:
-            current, generated = await self._redis.pipeline(
-                [("HGET", names.TEST_CURRENT, "id"), ("GET", names.METRICS_GENERATED)]
-            )
-            if current != test_id or int(generated or 0) >= first + count:
-                return [current]
+            current = await self._redis.call("HGET", names.TEST_CURRENT, "id")
+            if current != test_id:
+                return current  # type: ignore[no-any-return]
             keys = await unwritten(self._redis, keys)
             if len(keys) < count:
                 log.info(
@@ -604,18 +619,46 @@ class TestRunner:
                 )
         now_ms = int(time.time() * 1000)
         self._last_deadline_ms = max(self._last_deadline_ms, now_ms + ttl_ms)
-        stages = write_stages(self._redis.layout, test_id, keys, first + count, ttl_ms)
+        layout = self._redis.layout
+        stages = write_stages(layout, test_id, keys, first + count, ttl_ms)
         try:
-            return await run_stages(self._redis, stages)
+            return batch_test_id(layout, await run_stages(self._redis, stages))
         except RedisError as exc:
             if not is_missing_function(exc):
                 raise
-        # Redis lost its functions: a restart without its data, or a FUNCTION FLUSH.
+        # Redis lost its functions: a restart without its data, or a FUNCTION FLUSH. On one
+        # server the transaction set the count without the keys: the retry writes them.
         current = await self._redis.call("HGET", names.TEST_CURRENT, "id")
         if current != test_id:
-            return [current]
+            return current  # type: ignore[no-any-return]
         await ensure_library(self._redis)
-        return await run_stages(self._redis, stages)
+        return batch_test_id(layout, await run_stages(self._redis, stages))
+
+    async def _settle_stopped_batch(self, test_id: str, first: int, count: int, ttl_ms: int) -> int:
+        """How many keys of a batch the test was stopped on (Redis refusing it) were written.
+
+        None when Redis holds no trace of any; all of them when it holds some, the rest
+        written now (a cluster's masters take their parts apart) and the count set, so that
+        the generated count, the consumption and the verdict agree.
+        """
+        keys = [names.gen_key(seq) for seq in range(first, first + count)]
+        left = await self._until_done(
+            "reading what the stopped batch wrote",
+            partial(unwritten, self._redis, keys),
+            give_up_s=self._drain_timeout_s,
+            writes=False,
+        )
+        if len(left) == count:
+            return 0
+        log.info("the test stopped on a batch partly written: writing the rest of it")
+        current = await self._until_done(
+            "finishing the stopped batch",
+            partial(self._write_batch, test_id, first, count, ttl_ms, retry=True),
+            give_up_s=self._drain_timeout_s,
+        )
+        if current != test_id:
+            raise StateLost(lost_state_reason(first))
+        return count
 
     async def _drain(
         self, record: TestRecord, expected: int, final_state: str

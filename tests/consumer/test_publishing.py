@@ -2,13 +2,21 @@
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import trio
 
 from consumer.dedup_publisher import run_dedup_publisher, take_waiting
 from consumer.handler import ExpiredKey, Handler
-from consumer.publishing import QUEUED_LEASE_MS, Claimed, KeyEvent, claim, message_of
+from consumer.publishing import (
+    QUEUED_LEASE_MS,
+    Claimed,
+    KeyEvent,
+    claim,
+    message_of,
+    publish_claimed,
+)
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from dev.local_system import NatsServer, RedisServer
@@ -103,7 +111,7 @@ async def test_pull_workers_count_every_claim_once_despite_copies_and_poison(
         # them, so the lease must be what refuses to handle them twice.
         copies = [message_of(member, "again") for member in won.members[:20]]
         poison = [("not a claim", {"Nats-Msg-Id": "poison"})]
-        assert all(await jetstream.publish_batch(items + copies + poison))
+        assert not any(await jetstream.publish_batch(items + copies + poison))
         workers = [context(redis, jetstream, "c-1"), context(redis, jetstream, "c-2")]
         for worker in workers:
             worker.check_leases = check_leases  # off: completing alone refuses the copies
@@ -129,7 +137,7 @@ async def test_a_handler_that_fails_twice_then_succeeds_is_called_three_times_an
 
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
         won = await claim(redis, ["order:1"], 30_000, 5000)
-        assert all(await jetstream.publish_batch([message_of(won.members[0], "")]))
+        assert not any(await jetstream.publish_batch([message_of(won.members[0], "")]))
         await run_workers([context(redis, jetstream, "c-1", flaky)], jetstream)
         assert [c.attempt for c in calls] == [1, 2, 3]
         assert {(c.key, c.deadline_ms, c.test_id) for c in calls} == {("order:1", None, None)}
@@ -151,7 +159,7 @@ async def test_a_handler_that_always_fails_ends_in_exactly_one_dead_letter(
         await start_test_record(redis)
         await add_due(redis, ["gen-key:7"])
         won = await claim(redis, ["gen-key:7"], 30_000, 5000)
-        assert all(await jetstream.publish_batch([message_of(won.members[0], "")]))
+        assert not any(await jetstream.publish_batch([message_of(won.members[0], "")]))
         await run_workers([context(redis, jetstream, "c-1", broken)], jetstream)
         assert attempts == [1, 2, 3]
         assert await redis.call("GET", names.METRICS_DEAD_LETTERS) == "1"
@@ -179,7 +187,7 @@ async def test_handler_concurrency_is_bounded(
 
     async with bridged(redis_server.url, nats_server.url) as (redis, jetstream):
         won = await claim(redis, [f"job:{i}" for i in range(60)], 30_000, 5000)
-        assert all(await jetstream.publish_batch([message_of(m, "") for m in won.members]))
+        assert not any(await jetstream.publish_batch([message_of(m, "") for m in won.members]))
         ctx = context(redis, jetstream, "c-1", slow, concurrency=4)
         # Two workers in one process share one limiter.
         await run_workers([ctx, ctx], jetstream)
@@ -210,3 +218,22 @@ def test_the_message_carries_the_claim_and_a_new_id_when_republished() -> None:
     assert headers == {"Nats-Msg-Id": "claim-42", "Expiry-Claim": "42|1700000000000|t-1"}
     assert message_of(member, "1700000000500")[1]["Nats-Msg-Id"] == "claim-42.1700000000500"
     assert Claimed([member]).generation == ""
+
+
+async def test_a_full_queue_refuses_the_claims_with_jetstreams_reason_in_the_log(
+    redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JetStream at ``max_memory_store``: the publisher says why it could not publish, and
+    gives the claims back to the sweepers (published later, when the queue has room)."""
+    nats = NatsServer(tmp_path, config="jetstream { max_memory_store: 256KB }").start()
+    try:
+        async with bridged(redis_server.url, nats.url) as (redis, jetstream):
+            filler = [(f"{'x' * 1000}:{i}", {"Nats-Msg-Id": f"fill:{i}"}) for i in range(400)]
+            assert any(await jetstream.publish_batch(filler)), "the store never filled"
+            won = await claim(redis, ["order:1", "order:2"], 30_000, 5000)
+            assert await publish_claimed(redis, jetstream, won) == 0
+            assert "JetStream did not take 2 of 2 keys: insufficient resources" in caplog.text
+            assert "giving 2 unpublished keys back to the sweepers" in caplog.text
+            assert nats.process.running
+    finally:
+        nats.stop()

@@ -11,6 +11,8 @@ from dev.local_system import RedisServer
 from generator.runner import TestRunner
 from generator.validation import TestConfig
 from shared import names
+from shared.bridge import RedisGateway
+from shared.registration import ensure_library
 from tests.helpers import bridged_redis
 
 
@@ -92,4 +94,74 @@ async def test_the_last_tests_times_never_stand_for_the_next_one(
         assert 0.0 <= document["elapsed_s"] < 5.0
         runner.stop()
         await wait_for(lambda: runner.record is not None and runner.record.saved)
+        nursery.cancel_scope.cancel()
+
+
+async def fill_memory_but(redis: RedisGateway, spare_bytes: int) -> None:
+    """Redis refuses writes (``noeviction``) once ``spare_bytes`` more are used."""
+    used = int((await redis.call("INFO", "memory"))["used_memory"])
+    await redis.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    await redis.call("CONFIG", "SET", "maxmemory", used + spare_bytes)
+
+
+async def keys_in_redis(redis: RedisGateway, up_to: int) -> tuple[int, int, int]:
+    """The generated count, the keys written and the keys registered, as Redis has them."""
+    generated, written, registered = await redis.pipeline(
+        [
+            ("GET", names.METRICS_GENERATED),
+            ("EXISTS", *[names.gen_key(n) for n in range(up_to)]),
+            ("ZCARD", names.EXPIRY_DUE),
+        ]
+    )
+    return int(generated or 0), int(written), int(registered)
+
+
+async def test_a_batch_redis_refuses_halfway_is_counted_whole_or_not_at_all(
+    redis_server: RedisServer,
+) -> None:
+    """Redis reaches ``maxmemory`` in the middle of a batch (the keys fit, the count after
+    them would not): the generated count still says exactly how many keys were written, also
+    once the test gives up because Redis refuses for longer than the drain timeout."""
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        runner = TestRunner(redis, drain_timeout_s=2)
+        await runner.recover_interrupted()
+        await ensure_library(redis)
+        await fill_memory_but(redis, 300_000)  # a few batches of keys
+        await runner.start(TestConfig(num_keys=20_000, key_ttl=600_000), nursery)
+        await wait_for(lambda: runner.record is not None and runner.record.state == "failed")
+        assert runner.record is not None
+        assert "out of memory" in (runner.record.reason or ""), runner.record
+        generated, written, registered = await keys_in_redis(redis, 20_000)
+        assert 0 < generated < 20_000
+        assert written == registered == generated
+        await redis.call("CONFIG", "SET", "maxmemory", 0)  # so that the end can be saved
+        await wait_for(lambda: runner.record is not None and runner.record.saved)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_test_stopped_while_redis_refuses_its_keys_counts_what_was_written(
+    redis_server: RedisServer,
+) -> None:
+    """Stopped while Redis refuses a batch: the test's count, Redis's count and the keys
+    written agree, and the verdict checks exactly those keys."""
+    async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
+        runner = TestRunner(redis, drain_timeout_s=30)
+        await runner.recover_interrupted()
+        await ensure_library(redis)
+        await fill_memory_but(redis, 300_000)
+        await runner.start(TestConfig(num_keys=20_000, key_ttl=600_000), nursery)
+        await wait_for(lambda: runner.outage.problem is not None)
+        runner.stop()
+        await redis.call("CONFIG", "SET", "maxmemory", 0)
+        await wait_for(lambda: runner.record is not None and runner.record.state == "draining")
+        runner.stop()  # no consumers: end the wait for them
+        await wait_for(lambda: runner.record is not None and runner.record.saved)
+        assert runner.record is not None and runner.record.state == "stopped", runner.record
+        generated, written, registered = await keys_in_redis(redis, 20_000)
+        assert 0 < generated < 20_000
+        assert written == registered == generated
+        test = await redis.call("HGETALL", names.TEST_CURRENT)
+        assert int(test["generated_final"]) == generated
+        assert runner.record.verdict is not None
+        assert runner.record.verdict["expected"] == generated, runner.record.verdict
         nursery.cancel_scope.cancel()

@@ -3,12 +3,13 @@ from generator.status import Snapshot, status_document, verdict
 from shared import names
 
 
-def test_write_commands_register_each_key_with_its_deadline() -> None:
+def test_write_commands_register_each_key_with_its_deadline_in_one_transaction() -> None:
     stages = write_stages(
         names.SINGLE_SERVER, "t-1", ["gen-key:10", "gen-key:11", "gen-key:12"], 13, ttl_ms=100
     )
     assert stages == [
         [
+            ("MULTI",),
             ("HGET", "test:current", "id"),
             (
                 "FCALL",
@@ -24,6 +25,7 @@ def test_write_commands_register_each_key_with_its_deadline() -> None:
                 "t-1",
             ),
             ("SET", "metrics:generated", 13),
+            ("EXEC",),
         ]
     ]
 

@@ -1,5 +1,7 @@
 """The JetStream topology against a real nats-server."""
 
+from pathlib import Path
+
 import nats
 import pytest
 import trio
@@ -106,8 +108,8 @@ async def test_a_batch_is_answered_per_message_whether_jetstream_stored_it(
         jetstream = await JetStream.connect(nats_server.url, None, "test")
         await jetstream.ensure_topology()
         items = [("k:1", {"Nats-Msg-Id": "a"}), ("k:2 with\r\nnewline", {"Nats-Msg-Id": "b"})]
-        assert await jetstream.publish_batch(items) == [True, True]
-        assert await jetstream.publish_batch(items[:1]) == [True]  # a duplicate: it had it
+        assert await jetstream.publish_batch(items) == [None, None]
+        assert await jetstream.publish_batch(items[:1]) == [None]  # a duplicate: it had it
         assert await jetstream.publish_batch([]) == []
 
         feed = await jetstream.open_feed()
@@ -119,7 +121,8 @@ async def test_a_batch_is_answered_per_message_whether_jetstream_stored_it(
         await feed.close()
         await crossing(jetstream._js.delete_stream)(names.STREAM)
         with trio.fail_after(4):  # no stream listens: refused at once, not after a timeout
-            assert await jetstream.publish_batch(items) == [False, False]
+            refusals = await jetstream.publish_batch(items)
+        assert refusals == ["no stream takes the subject (status 503)"] * 2
         await jetstream.aclose()
 
 
@@ -194,7 +197,7 @@ async def test_a_consumer_made_without_the_priority_group_is_reported_and_still_
         differences = await jetstream.ensure_topology()
         assert any("priority_groups" in d for d in differences), differences
         feed = await jetstream.open_feed(lambda: False)  # every feed pulls, as before
-        assert await jetstream.publish_batch([("k:1", {"Nats-Msg-Id": "1"})]) == [True]
+        assert await jetstream.publish_batch([("k:1", {"Nats-Msg-Id": "1"})]) == [None]
         with trio.fail_after(5):
             messages = []
             while not messages:
@@ -203,3 +206,40 @@ async def test_a_consumer_made_without_the_priority_group_is_reported_and_still_
         await jetstream.ack(messages)
         await feed.close()
         await jetstream.aclose()
+
+
+async def test_a_full_store_refuses_publishes_with_the_reason_and_takes_them_again(
+    tmp_path: Path,
+) -> None:
+    """JetStream at ``max_memory_store`` answers each publish with its refusal (which the
+    publisher logs) and stays up; once the queue is worked off it stores them again."""
+    server = NatsServer(tmp_path, config="jetstream { max_memory_store: 1MB }").start()
+    try:
+        async with open_bridge():
+            jetstream = await JetStream.connect(server.url, None, "test")
+            await jetstream.ensure_topology()
+            payload = "k" * 1000
+            refusals: list[str | None] = []
+            for batch in range(40):  # 4 MB offered to a 1 MB store
+                items = [
+                    (f"{payload}:{batch}:{i}", {"Nats-Msg-Id": f"{batch}:{i}"}) for i in range(100)
+                ]
+                refusals = await jetstream.publish_batch(items)
+                if any(refusals):
+                    break
+            assert any(refusals), "the store never filled"
+            assert all("insufficient resources" in why for why in refusals if why is not None), (
+                refusals
+            )
+            assert server.process.running  # refused, not killed
+
+            feed = await jetstream.open_feed()
+            with trio.fail_after(10):
+                while messages := await feed.fetch(500, 0.5):
+                    await jetstream.ack(messages)
+            await feed.close()
+            # The acks were written last: a publish after a round trip finds the store emptied.
+            assert await jetstream.publish_batch([("again", {"Nats-Msg-Id": "again"})]) == [None]
+            await jetstream.aclose()
+    finally:
+        server.stop()

@@ -140,8 +140,10 @@ class JetStream:
         """
         return await crossing(_ensure_topology)(self._js, self.queue, self.stream)
 
-    async def publish_batch(self, items: Sequence[tuple[str, dict[str, str]]]) -> list[bool]:
-        """Publish each (key, headers); return per item whether JetStream stored it (or had it).
+    async def publish_batch(self, items: Sequence[tuple[str, dict[str, str]]]) -> list[str | None]:
+        """Publish each (key, headers); per item, None when JetStream stored it (or had it),
+        else why not: its refusal (a full store: "insufficient resources"), no stream, or no
+        answer.
 
         One write of the whole batch on the connection, from trio, each message with its own
         reply subject; JetStream's answers are matched to them as nats-py reads them (see
@@ -165,7 +167,7 @@ class JetStream:
             )
             with trio.move_on_after(PUBLISH_TIMEOUT_S):
                 await batch.answered.wait()
-            return list(batch.stored)
+            return list(batch.refused)
         finally:
             acks.forget(batch)
 
@@ -403,7 +405,8 @@ def _write(nc: Any, data: bytes) -> None:
 @dataclass
 class _Batch:
     id: int
-    stored: list[bool]
+    #: Per message: None once JetStream stored it, else why it is not stored (yet).
+    refused: list[str | None]
     waiting: int
     answered: trio.Event
 
@@ -431,7 +434,8 @@ class PubAcks:
     def expect(self, count: int) -> _Batch:
         """A batch of ``count`` publishes about to be written."""
         self._next_id += 1
-        batch = _Batch(self._next_id, [False] * count, count, trio.Event())
+        unanswered = f"no answer from JetStream within {PUBLISH_TIMEOUT_S:.0f} s"
+        batch = _Batch(self._next_id, [unanswered] * count, count, trio.Event())
         self._batches[batch.id] = batch
         return batch
 
@@ -446,23 +450,32 @@ class PubAcks:
             at = int(index)
         except ValueError:
             return
-        if batch is None or not 0 <= at < len(batch.stored) or batch.stored[at]:
+        if batch is None or not 0 <= at < len(batch.refused) or batch.refused[at] is None:
             return
-        batch.stored[at] = _stored(message)
+        batch.refused[at] = _refusal(message)
         batch.waiting -= 1
         if batch.waiting == 0:
             batch.answered.set()
 
 
-def _stored(message: Any) -> bool:
-    """Whether JetStream's answer says it stored the message (or had it: a duplicate)."""
-    if (message.headers or {}).get("Status"):
-        return False  # 503: no stream listens on the subject (yet)
+def _refusal(message: Any) -> str | None:
+    """None when JetStream's answer says it stored the message (or had it: a duplicate), else
+    what it said."""
+    status = (message.headers or {}).get("Status")
+    if status:
+        return f"no stream takes the subject (status {status})"
     try:
         answer = json.loads(message.data)
     except ValueError:
-        return False
-    return isinstance(answer, dict) and "error" not in answer and "seq" in answer
+        return f"an answer that is not JSON: {message.data[:80]!r}"
+    if not isinstance(answer, dict):
+        return f"an unexpected answer: {answer!r:.80}"
+    error = answer.get("error")
+    if error is not None:
+        if isinstance(error, dict):
+            return f"{error.get('description', error)} (JetStream error {error.get('err_code')})"
+        return str(error)
+    return None if "seq" in answer else f"an answer without a sequence: {answer!r:.80}"
 
 
 class Feed:

@@ -124,11 +124,17 @@ class ScriptLines:
         return replies
 
     async def commands(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
-        """Run ``commands`` in one round trip; their replies as RESP gives them."""
+        """Run ``commands`` in one round trip; their replies as RESP gives them.
+
+        The first error reply is raised; errors inside an ``EXEC`` reply are left in place,
+        as the exceptions redis-py gives (a transaction's caller decides what they mean).
+        """
         replies = await self._run(commands)
-        for reply in replies:
+        for i, reply in enumerate(replies):
             if isinstance(reply, Exception):
                 raise reply
+            if isinstance(reply, list) and any(isinstance(r, hiredis.ReplyError) for r in reply):
+                replies[i] = [_error(r) if isinstance(r, hiredis.ReplyError) else r for r in reply]
         return replies
 
     async def _run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
