@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 
@@ -79,10 +81,25 @@ def test_an_unreachable_generator_says_what_to_do(capsys: pytest.CaptureFixture[
     assert "cannot reach the generator" in err and "--url" in err
 
 
+@contextmanager
+def ctrl_c_heard_by_children() -> Iterator[None]:
+    """Processes started inside hear SIGINT as from a terminal, whatever this one inherited.
+
+    A command started in the background by a non-interactive shell (a CI script's ``&``)
+    ignores SIGINT, and so do its children: the CLI would never see Ctrl-C and end by its
+    request's timeout. A handler (not an ignored signal) is reset to the default at exec.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_while_waiting_for_the_generator_is_one_line() -> None:
     """Interrupted in the middle of a request (a generator that accepted and does not
     answer): exit status 130 and one line, no traceback."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    with socket.create_server(("127.0.0.1", 0)) as server, ctrl_c_heard_by_children():
         port = server.getsockname()[1]
         cli = subprocess.Popen(
             [sys.executable, "-m", "client", "--url", f"http://127.0.0.1:{port}", "status"],
