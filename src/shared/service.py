@@ -11,7 +11,11 @@ from typing import Any, Protocol, TypeVar
 
 import trio
 
+from shared.bridge import loop as bridge_loop
 from shared.config import ConfigError
+from shared.libraries import LibraryMismatch
+from shared.nats import _internals as nats_internals
+from shared.redis import _internals as redis_internals
 
 C = TypeVar("C")
 
@@ -92,10 +96,19 @@ def find_exception(exc: BaseException, kind: type[E]) -> E | None:
 
 async def run_or_exit(service: Service, name: str) -> None:
     """``run_until_signalled``; a configuration error found while starting (a port in use)
-    ends the process with one line naming the variable and exit status 2."""
+    ends the process with one line naming the variable and exit status 2, an installed library
+    whose internals differ (``LibraryMismatch``) with one line naming it and status 1, before
+    anything is started."""
     try:
+        bridge_loop.require()
+        nats_internals.require()
+        redis_internals.require()
         await run_until_signalled(service)
     except BaseException as exc:
+        library = find_exception(exc, LibraryMismatch)
+        if library is not None:
+            print(f"{name}: cannot start: {library}", file=sys.stderr)
+            raise SystemExit(1) from None
         config_error = find_exception(exc, ConfigError)
         if config_error is None:
             raise

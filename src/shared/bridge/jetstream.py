@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -21,6 +20,7 @@ from shared import names
 from shared.bridge.loop import crossing
 from shared.config import StreamSettings, redact, split_servers
 from shared.logs import Throttle
+from shared.nats import _internals as internals
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,9 @@ class JetStream:
         learns the rest of a cluster from the one it reaches). ``queue`` is the fleet's work
         queue (the design's names by default); ``stream`` how its stream is kept, when this
         process creates it; ``ca_file`` the CA to trust for ``tls://`` servers.
+        ``LibraryMismatch`` when the installed nats-py is not the one this code relies on.
         """
+        internals.require()
         events = ConnectionEvents()
         nc = await crossing(_connect)(url, creds, name, events, ca_file)
         return cls(nc, events, queue or names.queue_of(), stream or DEFAULT_STREAM)
@@ -158,7 +160,7 @@ class JetStream:
         batch = acks.expect(len(items))
         try:
             subject = self.queue.subject
-            _write(
+            internals.write(
                 self._nc,
                 b"".join(
                     _hpub(subject, f"{acks.prefix}{batch.id}.{index}", headers, key.encode())
@@ -340,10 +342,10 @@ async def _ensure_topology(js: Any, queue: names.Queue, settings: StreamSettings
             "priority_groups": [PRIORITY_GROUP],
             "priority_policy": "overflow",
         }
-        await js._api_request(
-            f"{js._prefix}.CONSUMER.CREATE.{queue.stream}.{queue.durable}",
+        await internals.api_request(
+            js,
+            f"CONSUMER.CREATE.{queue.stream}.{queue.durable}",
             json.dumps({"stream_name": queue.stream, "config": config}).encode(),
-            timeout=js._timeout,
         )
     return diffs
 
@@ -351,10 +353,7 @@ async def _ensure_topology(js: Any, queue: names.Queue, settings: StreamSettings
 async def _consumer_info(js: Any, queue: names.Queue) -> dict[str, Any]:
     """The durable consumer's info as JetStream sends it (nats-py drops fields it does not
     know, such as the priority groups)."""
-    reply: dict[str, Any] = await js._api_request(
-        f"{js._prefix}.CONSUMER.INFO.{queue.stream}.{queue.durable}", b"", timeout=js._timeout
-    )
-    return reply
+    return await internals.api_request(js, f"CONSUMER.INFO.{queue.stream}.{queue.durable}", b"")
 
 
 def _grouped(info: dict[str, Any]) -> bool:
@@ -394,14 +393,6 @@ def _hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> 
     )
 
 
-def _write(nc: Any, data: bytes) -> None:
-    """Write whole protocol commands on nats-py's connection, from trio, as its flusher would
-    (asyncio's transport buffers what the socket does not take at once)."""
-    if not nc.is_connected or nc._transport is None:
-        raise ConnectionError("NATS is not connected")
-    nc._transport.write(data)
-
-
 @dataclass
 class _Batch:
     id: int
@@ -428,7 +419,7 @@ class PubAcks:
         inbox = nc.new_inbox()
         acks = cls(f"{inbox}.")
         subscription = await nc.subscribe(f"{inbox}.>", pending_bytes_limit=512 * 1024 * 1024)
-        subscription._pending_queue = _Handoff(subscription, acks._answer)
+        internals.hand_off(subscription, acks._answer)
         return acks
 
     def expect(self, count: int) -> _Batch:
@@ -602,7 +593,7 @@ class PullFeed:
         # nats-py puts each message it reads into the subscription's queue; this one hands it
         # on to trio at once (no asyncio task woken per message). Nothing arrives before the
         # first pull request.
-        subscription._pending_queue = _Handoff(subscription, _handoff_to(feed._send))
+        internals.hand_off(subscription, _handoff_to(feed._send))
         feed._subscription = subscription
         return feed
 
@@ -638,22 +629,6 @@ class PullFeed:
             log.debug("closing the pull feed: %s", exc)
 
 
-class _Handoff(asyncio.Queue[Any]):
-    """A subscription's message queue that hands each message on at once, to ``deliver``
-    (nats-py calls ``put_nowait`` inside the trio run, where trio-asyncio runs it): no asyncio
-    task is woken per message."""
-
-    def __init__(self, subscription: Any, deliver: Callable[[Any], None]) -> None:
-        super().__init__()
-        self._subscription = subscription
-        self._deliver = deliver
-
-    def put_nowait(self, item: Any) -> None:
-        # nats-py counted the message's bytes as pending; they are trio's to hold now.
-        self._subscription._pending_size -= len(item.data)
-        self._deliver(item)
-
-
 def _handoff_to(send: trio.MemorySendChannel[Any]) -> Callable[[Any], None]:
     def deliver(message: Any) -> None:
         # Once the feed is closed, JetStream delivers the message again after its ack wait.
@@ -686,12 +661,15 @@ async def _settle(handles: Sequence[Any], how: str, delay: float | None) -> None
 
 
 def _write_acks(handles: Sequence[Any]) -> None:
-    nc = handles[0]._client
-    if not nc.is_connected or nc._transport is None:
-        raise ConnectionError("NATS is not connected: the messages will be delivered again")
-    nc._transport.write(b"".join(b"PUB %s 0\r\n\r\n" % m.reply.encode() for m in handles))
+    nc = internals.client_of(handles[0])
+    try:
+        internals.write(nc, b"".join(b"PUB %s 0\r\n\r\n" % m.reply.encode() for m in handles))
+    except ConnectionError:
+        raise ConnectionError(
+            "NATS is not connected: the messages will be delivered again"
+        ) from None
     for message in handles:
-        message._ackd = True
+        internals.mark_acked(message)
 
 
 async def _consumer_state(js: Any, queue: names.Queue) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -13,6 +14,8 @@ import trio_asyncio
 from sniffio import thread_local as sniffio_library
 from trio_asyncio._base import BaseTrioEventLoop
 from trio_asyncio._handles import AsyncHandle
+
+from shared.libraries import LibraryMismatch, mismatch
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,7 +28,9 @@ KNOWN_VERSIONS = (["0", "15"], ["0", "16"])
 
 @asynccontextmanager
 async def open_bridge() -> AsyncIterator[None]:
-    """Run an asyncio event loop for the duration of the block (inside the current trio run)."""
+    """Run an asyncio event loop for the duration of the block (inside the current trio run);
+    ``LibraryMismatch`` when the installed trio-asyncio is not the one this code relies on."""
+    require()
     async with trio_asyncio.open_loop():
         yield
 
@@ -39,7 +44,7 @@ def crossing(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapped
 
 
-_run_one_callback = BaseTrioEventLoop._main_loop_one
+_run_one_callback: Any = getattr(BaseTrioEventLoop, "_main_loop_one", None)
 
 
 async def _run_ready_callbacks(self: Any, no_wait: bool = False) -> None:
@@ -76,16 +81,48 @@ async def _run_ready_callbacks(self: Any, no_wait: bool = False) -> None:
                 sniffio_library.name = previous
 
 
-def _patch_loop() -> bool:
-    """Install ``_run_ready_callbacks`` where trio-asyncio has the internals it relies on."""
-    loop_step = getattr(BaseTrioEventLoop, "_main_loop_one", None)
-    if loop_step is _run_ready_callbacks:
-        return True
-    if loop_step is None or trio_asyncio.__version__.split(".")[:2] not in KNOWN_VERSIONS:
-        return False
-    BaseTrioEventLoop._main_loop_one = _run_ready_callbacks
-    return True
+def check() -> list[str]:
+    """What differs, in the installed trio-asyncio, from the internals used above."""
+    problems: list[str] = []
+    version = trio_asyncio.__version__.split(".")[:2]
+    if version not in KNOWN_VERSIONS:
+        known = ", ".join(".".join(v) for v in KNOWN_VERSIONS)
+        problems.append(f"not one of the versions its loop step was written against ({known})")
+    if not inspect.iscoroutinefunction(getattr(BaseTrioEventLoop, "_main_loop_one", None)):
+        problems.append("BaseTrioEventLoop has no async _main_loop_one()")
+    try:
+        loop_setup = inspect.getsource(BaseTrioEventLoop.__init__)
+        handle_setup = inspect.getsource(AsyncHandle)
+    except (OSError, TypeError) as exc:
+        return [*problems, f"its source cannot be read: {exc}"]
+    for needed in ("self._q_recv", "self._timers"):
+        if needed not in loop_setup:
+            problems.append(f"BaseTrioEventLoop no longer sets {needed}")
+    for needed in ("self._started", "async def _run"):
+        if needed not in handle_setup:
+            problems.append(f"AsyncHandle no longer has {needed.split()[-1]}")
+    return problems
 
 
-#: Whether asyncio callbacks run in batches (a trio-asyncio whose internals are as expected).
-BATCHED_CALLBACKS = _patch_loop()
+def require() -> None:
+    """Raise ``LibraryMismatch`` when the installed trio-asyncio differs from what is used
+    here (its loop step is then left as it is)."""
+    if PROBLEM is not None:
+        raise PROBLEM
+
+
+def _patch_loop() -> LibraryMismatch | None:
+    """Install ``_run_ready_callbacks`` where trio-asyncio has the internals it relies on;
+    what differs otherwise."""
+    if BaseTrioEventLoop._main_loop_one is _run_ready_callbacks:
+        return None
+    problem = mismatch("trio-asyncio", check())
+    if problem is None:
+        BaseTrioEventLoop._main_loop_one = _run_ready_callbacks
+    return problem
+
+
+#: What differs in the installed trio-asyncio (its loop step then unpatched); None when
+#: nothing does and asyncio callbacks run in batches.
+PROBLEM = _patch_loop()
+BATCHED_CALLBACKS = PROBLEM is None

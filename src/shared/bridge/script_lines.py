@@ -20,12 +20,12 @@ from typing import Any
 
 import hiredis
 import trio
-from redis._parsers import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.pubsub import auth_command, encode_command, open_stream
+from shared.redis import _internals as redis_internals
 from shared.redis_address import RedisAddress
 
 #: One call of a script: its KEYS and its ARGV.
@@ -46,10 +46,8 @@ _READ_SIZE = 64 * 1024
 
 
 def _error(reply: hiredis.ReplyError) -> Exception:
-    """The exception redis-py raises for this error reply (OOM, LOADING, READONLY, NOSCRIPT,
-    NOAUTH… each has its class, which the outage reports and the callers tell apart)."""
-    error: Exception = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
-    return error
+    """The exception redis-py raises for this error reply (see ``shared.redis._internals``)."""
+    return redis_internals.error_of(str(reply))
 
 
 class _Line:
