@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 import trio
 
 from shared import names
-from shared.bridge import JetStream, RedisGateway, open_bridge
+from shared.bridge import RedisGateway, open_bridge
+from shared.nats import JetStream
 
 
 @asynccontextmanager

@@ -27,8 +27,9 @@ from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
 from shared import names
 from shared.backoff import Backoff
-from shared.bridge import JetStream, RedisAuthenticationError, RedisGateway, open_bridge
+from shared.bridge import RedisAuthenticationError, RedisGateway, open_bridge
 from shared.config import ConfigError, ConsumerConfig, redact
+from shared.nats import JetStream
 from shared.patterns import KeyPatterns
 from shared.pubsub import RedisAddress
 from shared.registration import FunctionsUnsupported, ensure_library

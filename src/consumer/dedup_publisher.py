@@ -8,8 +8,9 @@ import trio
 
 from consumer.publishing import Claimed, KeyEvent, QueuedMarks, give_back, hear, publish_claimed
 from shared import telemetry
-from shared.bridge import JetStream, RedisGateway
+from shared.bridge import RedisGateway
 from shared.logs import Throttle
+from shared.nats import JetStream
 
 log = logging.getLogger(__name__)
 

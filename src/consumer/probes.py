@@ -12,7 +12,8 @@ import logging
 import trio
 
 from shared import telemetry
-from shared.bridge import JetStream, RedisGateway
+from shared.bridge import RedisGateway
+from shared.nats import JetStream
 
 log = logging.getLogger(__name__)
 

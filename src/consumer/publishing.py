@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import trio
 
 from shared import names, scripts, telemetry
-from shared.bridge import JetStream, RedisGateway, ScriptCall
+from shared.bridge import RedisGateway, ScriptCall
 from shared.logs import Throttle
 from shared.names import KeyLayout, SlotGroup
+from shared.nats import JetStream
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,11 @@ from consumer.handler import ExpiredKey, Handler
 from consumer.readiness import Readiness
 from shared import names, scripts, telemetry
 from shared.backoff import Backoff
-from shared.bridge import JetStream, JetStreamMessage, RedisGateway, ScriptCall
-from shared.bridge.jetstream import OVERFLOW_PENDING, Feed
+from shared.bridge import RedisGateway, ScriptCall
 from shared.logs import Throttle
 from shared.names import SlotGroup
+from shared.nats import JetStream, JetStreamMessage
+from shared.nats.pull import OVERFLOW_PENDING, Feed
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ import trio
 
 from consumer.publishing import claim_overdue, publish_claimed, scan_overdue, take_over
 from shared import names, scripts, telemetry
-from shared.bridge import JetStream, RedisGateway, ScriptCall
+from shared.bridge import RedisGateway, ScriptCall
 from shared.logs import Throttle
+from shared.nats import JetStream
 from shared.patterns import KeyPatterns
 
 log = logging.getLogger(__name__)

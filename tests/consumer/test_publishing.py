@@ -22,7 +22,8 @@ from consumer.readiness import Readiness
 from dev.local_system import NatsServer, RedisServer
 from generator.handler import count
 from shared import names, scripts
-from shared.bridge import JetStream, RedisGateway
+from shared.bridge import RedisGateway
+from shared.nats import JetStream
 from tests.helpers import add_due, bridged, eventually, expired, start_test_record
 
 

@@ -10,7 +10,7 @@ from consumer.publishing import claim
 from consumer.pull_worker import Delivery, KeepAlive, WorkerContext
 from dev.local_system import RedisServer
 from shared import names
-from shared.bridge import JetStreamMessage
+from shared.nats import JetStreamMessage
 from tests.helpers import bridged_redis
 
 

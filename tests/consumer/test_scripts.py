@@ -8,7 +8,8 @@ from consumer.publishing import claim, claim_overdue, hear, scan_overdue, take_o
 from consumer.pull_worker import Delivery, WorkerContext, complete
 from dev.local_system import RedisServer
 from shared import latency, names, scripts
-from shared.bridge import JetStreamMessage, RedisGateway
+from shared.bridge import RedisGateway
+from shared.nats import JetStreamMessage
 from shared.registration import Registry, ensure_library
 from tests.helpers import add_due, bridged_redis, eventually, expired, start_test_record
 

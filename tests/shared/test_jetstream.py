@@ -9,10 +9,12 @@ from nats.js import api
 
 from dev.local_system import NatsServer
 from shared import names
-from shared.bridge import JetStream, open_bridge
-from shared.bridge.jetstream import CONSUMER_CONFIG, OVERFLOW_PENDING, Feed
+from shared.bridge import open_bridge
 from shared.bridge.loop import crossing
 from shared.config import StreamSettings
+from shared.nats import JetStream
+from shared.nats.pull import OVERFLOW_PENDING, Feed
+from shared.nats.topology import CONSUMER_CONFIG
 
 
 async def test_creates_the_stream_and_durable_consumer_of_the_contract(
