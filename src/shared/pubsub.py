@@ -13,22 +13,21 @@ On a Redis Cluster each node publishes only the events of its own keys, so
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol, Self
+from typing import Protocol
 
-import hiredis
 import trio
+from redis.exceptions import RedisError
 
+from shared.redis.resp import RespConnection
 from shared.redis_address import RedisAddress
 
 __all__ = ["Heard", "Node", "PubSubError", "RedisAddress", "Subscription", "open_subscription"]
 
 log = logging.getLogger(__name__)
 
-_READ_SIZE = 256 * 1024
 #: How long to wait for a cluster node to accept a connection and answer, before trying the next
 #: one: a host that vanished (rather than refusing) would otherwise hold a refresh for minutes.
 _NODE_TIMEOUT_S = 3.0
@@ -52,82 +51,6 @@ def is_pattern(channel: str) -> bool:
     return any(c in name for c in "*?[")
 
 
-def encode_command(args: Sequence[str | int | float | bytes]) -> bytes:
-    """One command in RESP, as Redis reads it."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-async def open_stream(address: RedisAddress) -> trio.abc.Stream:
-    """A connection to ``address``, TLS-wrapped for ``rediss`` (not yet authenticated)."""
-    stream: trio.abc.Stream
-    if address.socket_path is not None:
-        stream = await trio.open_unix_socket(address.socket_path)
-    else:
-        stream = await trio.open_tcp_stream(address.host, address.port)
-    if address.tls:
-        context = ssl.create_default_context(cafile=address.ca_file)
-        stream = trio.SSLStream(stream, context, server_hostname=address.host)
-    return stream
-
-
-def auth_command(address: RedisAddress) -> list[str] | None:
-    """The ``AUTH`` command of ``address``'s credentials, or None without a password."""
-    if address.password is None:
-        return None
-    if address.username:
-        return ["AUTH", address.username, address.password]
-    return ["AUTH", address.password]
-
-
-class RespConnection:
-    """A plain connection to one Redis node: connect (TLS), authenticate, send commands."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-        self._reader = hiredis.Reader()
-
-    @classmethod
-    async def open(cls, address: RedisAddress) -> Self:
-        """Connect to ``address`` and authenticate; returns once Redis accepted the password."""
-        stream = await open_stream(address)
-        connection = cls(stream)
-        try:
-            if (auth := auth_command(address)) is not None:
-                await connection.command(*auth)
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
-        return connection
-
-    async def command(self, *args: bytes | str) -> object:
-        """Send one command and return its reply (a Redis error raises ``PubSubError``)."""
-        await self._stream.send_all(encode_command(args))
-        return await self._reply()
-
-    async def _reply(self) -> object:
-        while True:
-            reply = self._reader.gets()
-            if reply is not False:
-                if isinstance(reply, hiredis.ReplyError):
-                    raise PubSubError(str(reply))
-                return reply
-            await self._fill()
-
-    async def _fill(self) -> None:
-        data = await self._stream.receive_some(_READ_SIZE)
-        if not data:
-            raise PubSubError("Redis closed the subscription connection")
-        self._reader.feed(bytes(data))
-
-    async def aclose(self) -> None:
-        """Close the connection."""
-        await self._stream.aclose()
-
-
 class Subscriber(RespConnection):
     """One subscription connection; ``receive_batch`` returns the payloads of ``message``s."""
 
@@ -139,15 +62,20 @@ class Subscriber(RespConnection):
         (PSUBSCRIBE), as for the keyspace channels ``__keyspace@0__:<key pattern>``;
         several channels are separated by ``,,``.
         """
-        subscriber = await cls.open(address)
+        try:
+            subscriber = await cls.open(address)
+        except RedisError as exc:
+            raise PubSubError(str(exc)) from None
         try:
             for one in channel.split(",,"):
                 command = "PSUBSCRIBE" if is_pattern(one) else "SUBSCRIBE"
-                reply = await subscriber.command(command, one)
+                reply = (await subscriber.run([[command, one]]))[0]
+                if isinstance(reply, Exception):
+                    raise PubSubError(f"{command} {one}: {reply}")
                 if not (isinstance(reply, list) and reply[:1] == [command.lower().encode()]):
                     raise PubSubError(f"{command} {one} answered {reply!r}")
         except BaseException:
-            await trio.aclose_forcefully(subscriber._stream)
+            await subscriber.aclose()
             raise
         return subscriber
 
@@ -160,8 +88,11 @@ class Subscriber(RespConnection):
         """
         heard: list[Heard] = []
         while not heard:
-            await self._fill()
-            while (reply := self._reader.gets()) is not False:
+            try:
+                await self.receive()
+            except RedisError as exc:
+                raise PubSubError(f"{exc} (subscription)") from None
+            for reply in self.replies():
                 if not isinstance(reply, list):
                     continue
                 if len(reply) == 4 and reply[0] == b"pmessage":
@@ -222,7 +153,7 @@ async def cluster_masters(
                     reply = await connection.command("CLUSTER", "NODES")
                 finally:
                     await connection.aclose()
-        except (OSError, PubSubError, trio.TooSlowError) as exc:
+        except (OSError, RedisError, trio.TooSlowError) as exc:
             failures.append(f"{node[0]}:{node[1]} ({exc or 'timed out'})")
             continue
         text = reply.decode() if isinstance(reply, bytes) else ""

@@ -9,11 +9,11 @@ from dev.local_system import RedisClusterNodes, RedisServer
 from shared.pubsub import (
     ClusterSubscription,
     RedisAddress,
-    RespConnection,
     cluster_masters,
     open_subscription,
     serving_masters,
 )
+from shared.redis.resp import RespConnection
 from tests.helpers import eventually
 
 CHANNEL = "__keyevent@0__:expired"

@@ -18,14 +18,12 @@ from collections.abc import Sequence
 from hashlib import sha1
 from typing import Any
 
-import hiredis
 import trio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.pubsub import auth_command, encode_command, open_stream
-from shared.redis import _internals as redis_internals
+from shared.redis.resp import RespConnection, errors_inside
 from shared.redis_address import RedisAddress
 
 #: One call of a script: its KEYS and its ARGV.
@@ -42,58 +40,12 @@ _LINE_FAILURES = (
     RedisConnectionError,
     trio.TooSlowError,
 )
-_READ_SIZE = 64 * 1024
 
 
-def _error(reply: hiredis.ReplyError) -> Exception:
-    """The exception redis-py raises for this error reply (see ``shared.redis._internals``)."""
-    return redis_internals.error_of(str(reply))
-
-
-class _Line:
-    """One connection: commands out, replies in, one caller at a time."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-        self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
-
-    @classmethod
-    async def open(cls, address: RedisAddress) -> _Line:
-        with trio.fail_after(CONNECT_TIMEOUT_S):
-            stream = await open_stream(address)
-            line = cls(stream)
-            try:
-                setup: list[Sequence[str | int | float | bytes]] = []
-                if (auth := auth_command(address)) is not None:
-                    setup.append(auth)
-                if address.db:
-                    setup.append(["SELECT", address.db])
-                if setup:
-                    for reply in await line.run(setup):
-                        if isinstance(reply, Exception):
-                            raise reply
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-        return line
-
-    async def run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
-        """Send ``commands`` in one write; their replies (errors as exceptions, not raised)."""
-        await self._stream.send_all(b"".join(encode_command(c) for c in commands))
-        replies: list[Any] = []
-        while len(replies) < len(commands):
-            reply = self._reader.gets()
-            if reply is False:
-                data = await self._stream.receive_some(_READ_SIZE)
-                if not data:
-                    raise RedisConnectionError("Redis closed the connection")
-                self._reader.feed(bytes(data))
-                continue
-            replies.append(_error(reply) if isinstance(reply, hiredis.ReplyError) else reply)
-        return replies
-
-    async def aclose(self) -> None:
-        await trio.aclose_forcefully(self._stream)
+async def _open_line(address: RedisAddress) -> RespConnection:
+    """A connection to ``address``, authenticated, its database selected."""
+    with trio.fail_after(CONNECT_TIMEOUT_S):
+        return await RespConnection.open(address, encoding="utf-8", select_db=True)
 
 
 class ScriptLines:
@@ -101,7 +53,7 @@ class ScriptLines:
 
     def __init__(self, address: RedisAddress) -> None:
         self._address = address
-        self._idle: list[_Line] = []
+        self._idle: list[RespConnection] = []
         self._closed = False
         self._shas: dict[str, str] = {}
 
@@ -128,18 +80,16 @@ class ScriptLines:
         as the exceptions redis-py gives (a transaction's caller decides what they mean).
         """
         replies = await self._run(commands)
-        for i, reply in enumerate(replies):
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-            if isinstance(reply, list) and any(isinstance(r, hiredis.ReplyError) for r in reply):
-                replies[i] = [_error(r) if isinstance(r, hiredis.ReplyError) else r for r in reply]
-        return replies
+        return [errors_inside(reply) for reply in replies]
 
     async def _run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
         for attempt in range(RETRIES + 1):
-            line: _Line | None = None
+            line: RespConnection | None = None
             try:
-                line = self._idle.pop() if self._idle else await _Line.open(self._address)
+                line = self._idle.pop() if self._idle else await _open_line(self._address)
                 with trio.fail_after(REPLY_TIMEOUT_S):
                     replies = await line.run(commands)
             except _LINE_FAILURES as exc:
