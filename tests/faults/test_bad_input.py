@@ -9,6 +9,7 @@ ignored, the consumers stay ready, and the run is still exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -105,7 +106,10 @@ def post(
         if content_type is not None:
             all_headers["Content-Type"] = content_type
         chunked = not isinstance(body, bytes)
-        connection.request("POST", path, body=body, headers=all_headers, encode_chunked=chunked)
+        # The server may answer (413) and close before the whole body is sent: its answer
+        # waits in the socket, read below as any HTTP client reads an early one.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request("POST", path, body=body, headers=all_headers, encode_chunked=chunked)
         response = connection.getresponse()
         return response.status, response.getheader("Content-Type") or "", response.read()
     finally:

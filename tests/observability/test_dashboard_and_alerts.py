@@ -72,10 +72,15 @@ def after_a_test(local_system: LocalSystem, prometheus: PrometheusServer) -> Pro
     """The same Prometheus once a small load test has run and been scraped to its end."""
     argv = ["--url", local_system.base_url, "run", "--keys", str(KEYS), "--delay", "1"]
     assert expiry_pipeline(argv) == 0, local_system.logs()
+    # The generator and the consumers are scraped apart, each on its own schedule: the
+    # consumers' last count may be in while the generator's is from before its last keys.
     wait_until(
-        lambda: prometheus.query(f"sum(expiry_pipeline_consumed_keys_total) >= {KEYS}"),
+        lambda: all(
+            prometheus.query(f"sum(expiry_pipeline_{counted}_keys_total) >= {KEYS}")
+            for counted in ("generated", "consumed")
+        ),
         30,
-        "Prometheus scraping the consumed keys",
+        "Prometheus scraping the generated and the consumed keys",
         interval=0.2,
     )
     return prometheus
