@@ -10,6 +10,7 @@ import trio
 
 from shared import names, scripts, telemetry
 from shared.bridge import RedisGateway, ScriptCall
+from shared.lease import Lease, key_of
 from shared.logs import Throttle
 from shared.names import KeyLayout, SlotGroup
 from shared.nats import JetStream
@@ -25,11 +26,6 @@ _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.
 def claim_keys(group: SlotGroup) -> list[str]:
     """The state every claim of ``group`` reads and writes (the first KEYS of HEAR)."""
     return [group.name(name) for name in _CLAIM_KEYS]
-
-
-def key_of(member: str) -> str:
-    """The key a lease member is for."""
-    return member.split("|", 3)[-1]
 
 
 def members_by_group(layout: KeyLayout, members: Sequence[str]) -> dict[SlotGroup, list[str]]:
@@ -156,13 +152,12 @@ def message_of(
     member: str, generation: str, layout: KeyLayout = names.SINGLE_SERVER
 ) -> tuple[str, dict[str, str]]:
     """The body (the key) and headers (message id, claim) of the message carrying a claim."""
-    parsed = names.parse_lease(member)
-    if parsed is None:
+    lease = Lease.parse(member)
+    if lease is None:
         raise ValueError(f"malformed lease {member[:200]!r}")
-    claim_header, key = names.split_lease(member)
-    return key, {
-        "Nats-Msg-Id": names.msg_id(parsed[0], generation, layout.group_of(key)),
-        names.CLAIM_HEADER: claim_header,
+    return lease.key, {
+        "Nats-Msg-Id": names.msg_id(lease.claim_id, generation, layout.group_of(lease.key)),
+        names.CLAIM_HEADER: lease.header,
     }
 
 

@@ -28,6 +28,7 @@ from consumer.readiness import Readiness
 from shared import names, scripts, telemetry
 from shared.backoff import Backoff
 from shared.bridge import RedisGateway, ScriptCall
+from shared.lease import Lease
 from shared.logs import Throttle
 from shared.names import SlotGroup
 from shared.nats import JetStream, JetStreamMessage
@@ -74,12 +75,11 @@ def parse_delivery(
     message: JetStreamMessage, layout: names.KeyLayout = names.SINGLE_SERVER
 ) -> Delivery | None:
     """The claim ``message`` carries, or None when it is malformed (a poison message)."""
-    parsed = names.parse_lease(message.lease)
-    if parsed is None or parsed[3] != message.key:
+    lease = Lease.parse(message.lease)
+    if lease is None or lease.key != message.key:
         return None
-    claim_id, deadline, test_id, _ = parsed
-    identity = names.claim_identity(claim_id, layout.group_of(message.key))
-    return Delivery(message, identity, deadline, test_id)
+    identity = names.claim_identity(lease.claim_id, layout.group_of(message.key))
+    return Delivery(message, identity, lease.deadline, lease.test_id)
 
 
 @dataclass(frozen=True)

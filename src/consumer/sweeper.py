@@ -17,6 +17,7 @@ import trio
 from consumer.publishing import claim_overdue, publish_claimed, scan_overdue, take_over
 from shared import names, scripts, telemetry
 from shared.bridge import RedisGateway, ScriptCall
+from shared.lease import Lease
 from shared.logs import Throttle
 from shared.nats import JetStream
 from shared.patterns import KeyPatterns
@@ -77,7 +78,7 @@ async def sweep_once(
         if claimed.members:
             await publish_claimed(redis, jetstream, claimed)
             recovered += len(claimed.members)
-    stale = [m for m in stale if (lease := names.parse_lease(m)) and patterns.matches(lease[3])]
+    stale = [m for m in stale if (lease := Lease.parse(m)) and patterns.matches(lease.key)]
     if stale:
         taken = await take_over(redis, stale, lease_ms)
         if taken.members:

@@ -32,7 +32,7 @@ DEADLINE_EVENTS: Final = frozenset({"expire", "persist", "del", "rename_from", "
 #: Sorted set of registered keys waiting to expire; member = key, score = deadline (unix ms).
 #: Written by the ``expiry_register`` functions together with the key itself.
 EXPIRY_DUE: Final = "expiry:due"
-#: Sorted set of claimed keys not yet handled; member = lease (see ``lease_member``),
+#: Sorted set of claimed keys not yet handled; member = lease (see ``shared.lease``),
 #: score = lease end (unix ms). A lease that runs out is republished by a sweeper.
 EXPIRY_LEASES: Final = "expiry:leases"
 #: Counter handing out claim ids (one per claim; a claim id is a message's identity).
@@ -281,27 +281,6 @@ def dedup_key(key: str) -> str:
 def consumer_count_key(consumer_id: str) -> str:
     """The per-consumer count of consumed keys."""
     return f"{METRICS_CONSUMER_PREFIX}{consumer_id}"
-
-
-def lease_member(claim_id: str, deadline: str, test_id: str, key: str) -> str:
-    """The ``expiry:leases`` member of one claim; the key goes last (it may contain ``|``)."""
-    return f"{claim_id}|{deadline}|{test_id}|{key}"
-
-
-def split_lease(member: str) -> tuple[str, str]:
-    """A lease member as (claim header, key): what a message's header and body carry."""
-    claim, deadline, test_id, key = member.split("|", 3)
-    return f"{claim}|{deadline}|{test_id}", key
-
-
-def parse_lease(member: str) -> tuple[str, str, str, str] | None:
-    """(claim id, deadline, test id, key) of a lease member, or None when malformed."""
-    parts = member.split("|", 3)
-    if len(parts) != 4 or not parts[0].isdigit() or not parts[3]:
-        return None
-    if parts[1] and not parts[1].isdigit():
-        return None
-    return parts[0], parts[1], parts[2], parts[3]
 
 
 def claim_identity(claim_id: str, group: SlotGroup | None = None) -> str:

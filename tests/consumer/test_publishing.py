@@ -23,6 +23,7 @@ from dev.local_system import NatsServer, RedisServer
 from generator.handler import count
 from shared import names, scripts
 from shared.bridge import RedisGateway
+from shared.lease import Lease
 from shared.nats import JetStream
 from tests.helpers import add_due, bridged, eventually, expired, start_test_record
 
@@ -213,7 +214,7 @@ async def test_a_claim_whose_publish_failed_is_given_back(
 
 
 def test_the_message_carries_the_claim_and_a_new_id_when_republished() -> None:
-    member = names.lease_member("42", "1700000000000", "t-1", "a|b")
+    member = Lease("42", "1700000000000", "t-1", "a|b").member
     key, headers = message_of(member, "")
     assert key == "a|b"
     assert headers == {"Nats-Msg-Id": "claim-42", "Expiry-Claim": "42|1700000000000|t-1"}

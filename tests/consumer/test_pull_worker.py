@@ -10,6 +10,7 @@ from consumer.publishing import claim
 from consumer.pull_worker import Delivery, KeepAlive, WorkerContext
 from dev.local_system import RedisServer
 from shared import names
+from shared.lease import Lease
 from shared.nats import JetStreamMessage
 from tests.helpers import bridged_redis
 
@@ -38,9 +39,10 @@ async def test_a_batch_in_hand_is_kept_alive_until_released(
     async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
         won = await claim(redis, ["k:1"], 1000, 5000)
         member = won.members[0]
-        claim_id, deadline, test_id, key = names.parse_lease(member)  # type: ignore[misc]
-        message = JetStreamMessage(key=key, lease=member, delivered=1, handle=None)
-        deliveries = [Delivery(message, claim_id, deadline, test_id)]
+        lease = Lease.parse(member)
+        assert lease is not None
+        message = JetStreamMessage(key=lease.key, lease=member, delivered=1, handle=None)
+        deliveries = [Delivery(message, lease.claim_id, lease.deadline, lease.test_id)]
         first_lease = float(await redis.call("ZSCORE", names.EXPIRY_LEASES, member))
         ctx = WorkerContext(redis, jetstream, "c-1", None, None, 60_000, 30)  # type: ignore[arg-type]
         keeper = KeepAlive(ctx)

@@ -9,14 +9,20 @@ from consumer.pull_worker import Delivery, WorkerContext, complete
 from dev.local_system import RedisServer
 from shared import latency, names, scripts
 from shared.bridge import RedisGateway
+from shared.lease import Lease
 from shared.nats import JetStreamMessage
 from shared.registration import Registry, ensure_library
 from tests.helpers import add_due, bridged_redis, eventually, expired, start_test_record
 
 
+def lease_of(member: str) -> Lease:
+    lease = Lease.parse(member)
+    assert lease is not None, member
+    return lease
+
+
 def keys_of(members: list[str]) -> list[str]:
-    parsed = [names.parse_lease(m) for m in members]
-    return sorted(p[3] for p in parsed if p is not None)
+    return sorted(lease_of(m).key for m in members)
 
 
 async def test_exactly_one_claim_wins_each_key_registered_or_not(
@@ -35,13 +41,12 @@ async def test_exactly_one_claim_wins_each_key_registered_or_not(
                 nursery.start_soon(one_claim)
         won = [member for members in results for member in members]
         assert keys_of(won) == ["order:3", "session:1", "session:2"]
-        leases = {names.parse_lease(m) for m in won}
-        claim_ids = {lease[0] for lease in leases if lease}
-        assert len(claim_ids) == 3  # one id per claim
-        by_key = {lease[3]: lease for lease in leases if lease}
-        assert by_key["session:1"][1] == str(deadline)  # registered: the deadline travels
-        assert by_key["session:2"][1] == ""  # written with plain SET: no deadline known
-        assert by_key["order:3"][2] == ""  # no test runs
+        leases = {lease_of(m) for m in won}
+        assert len({lease.claim_id for lease in leases}) == 3  # one id per claim
+        by_key = {lease.key: lease for lease in leases}
+        assert by_key["session:1"].deadline == str(deadline)  # registered: the deadline travels
+        assert by_key["session:2"].deadline == ""  # written with plain SET: no deadline known
+        assert by_key["order:3"].test_id == ""  # no test runs
         assert 3000 < await redis.call("PTTL", "dedup:session:2") <= 4000
         assert await redis.call("ZCARD", names.EXPIRY_DUE) == 0
         assert sorted(await redis.call("ZRANGE", names.EXPIRY_LEASES, 0, -1)) == sorted(won)
@@ -54,10 +59,10 @@ async def test_the_running_test_brings_its_window_and_its_id_to_its_own_keys(
         await start_test_record(redis, dedup_window=70_000)
         await add_due(redis, ["gen-key:1", "session:1"])
         won = await claim(redis, ["gen-key:1", "session:1", "gen-key:x"], 30_000, 4000)
-        leases = {lease[3]: lease for m in won.members if (lease := names.parse_lease(m))}
-        assert leases["gen-key:1"][2] == "t-test"
-        assert leases["session:1"][2] == ""  # not the test's prefix
-        assert leases["gen-key:x"][2] == ""  # not registered: someone else's plain SET
+        leases = {lease.key: lease for lease in map(lease_of, won.members)}
+        assert leases["gen-key:1"].test_id == "t-test"
+        assert leases["session:1"].test_id == ""  # not the test's prefix
+        assert leases["gen-key:x"].test_id == ""  # not registered: someone else's plain SET
         assert 69_000 < await redis.call("PTTL", "dedup:gen-key:1") <= 70_000
         # A registered instance's record outlives a shorter window; a key claimed by name
         # has the consumer's window.
@@ -68,7 +73,7 @@ async def test_the_running_test_brings_its_window_and_its_id_to_its_own_keys(
         await redis.call("HSET", names.TEST_CURRENT, "state", "starting")
         await add_due(redis, ["gen-key:2"])
         won = await claim(redis, ["gen-key:2"], 30_000, 4000)
-        assert names.parse_lease(won.members[0])[2] == "-"  # type: ignore[index]
+        assert lease_of(won.members[0]).test_id == "-"
 
 
 async def test_a_late_event_within_the_window_wins_nothing_after_it_wins_again(
@@ -168,9 +173,9 @@ async def test_completing_records_each_test_key_once_with_its_delay_and_bucket(
         won = await claim(redis, [f"gen-key:{i}" for i in range(len(delays))], 30_000, 5000)
         deliveries = []
         for member in won.members:
-            claim_id, deadline, test_id, key = names.parse_lease(member)  # type: ignore[misc]
-            message = JetStreamMessage(key=key, lease=member, delivered=1, handle=None)
-            deliveries.append(Delivery(message, claim_id, deadline, test_id))
+            lease = lease_of(member)
+            message = JetStreamMessage(key=lease.key, lease=member, delivered=1, handle=None)
+            deliveries.append(Delivery(message, lease.claim_id, lease.deadline, lease.test_id))
         ctx = WorkerContext(redis, NoAcks(), "c-1", None, None, 30_000, 30)  # type: ignore[arg-type]
         first = await complete(ctx, deliveries, [])
         again = await complete(ctx, deliveries[:2], [])
@@ -250,7 +255,7 @@ async def test_each_instance_of_a_key_is_claimed_once_whoever_hears_it(
                 for events in (arming + firing, firing, firing + arming):
                     nursery.start_soon(_hear_into, redis, events, won)
         assert sorted(keys_of(won)) == sorted(keys * 3)
-        assert len({(lease[3], lease[1]) for m in won if (lease := names.parse_lease(m))}) == 150
+        assert len({(lease.key, lease.deadline) for lease in map(lease_of, won)}) == 150
 
 
 async def test_a_live_unregistered_key_or_one_not_due_is_not_claimed(
@@ -267,7 +272,7 @@ async def test_a_live_unregistered_key_or_one_not_due_is_not_claimed(
         fired = await add_due(redis, ["t:rearmed"], deadline_ms=int(time.time() * 1000) - 5)
         await redis.call("SET", "t:rearmed", "again", "PX", 60_000)
         won = await claim(redis, ["t:rearmed"], 30_000, 5000)
-        assert [names.parse_lease(m)[1] for m in won.members] == [str(fired)]  # type: ignore[index]
+        assert [lease_of(m).deadline for m in won.members] == [str(fired)]
 
 
 async def test_cancel_and_reschedule_from_trio(redis_server: RedisServer) -> None:

@@ -16,12 +16,7 @@ def test_dedup_and_counter_names_follow_the_contract() -> None:
     assert names.msg_id("7", "1700000000000") == "claim-7.1700000000000"
 
 
-def test_a_lease_names_its_claim_and_the_key_goes_last() -> None:
-    member = names.lease_member("12", "1700000000000", "t-1", "odd|key")
-    assert names.parse_lease(member) == ("12", "1700000000000", "t-1", "odd|key")
-    assert names.parse_lease(names.lease_member("3", "", "", "k")) == ("3", "", "", "k")
-    for bad in ("", "x|1|t|k", "1|1|t|", "1|soon|t|k", "1|2|t"):
-        assert names.parse_lease(bad) is None, bad
+def test_the_expired_channel_is_per_database() -> None:
     assert names.expired_channel(0) == "__keyevent@0__:expired"
 
 

@@ -14,6 +14,7 @@ import trio
 
 from shared import names
 from shared.bridge.loop import crossing
+from shared.lease import member_of
 from shared.nats import _internals as internals
 from shared.nats.topology import PRIORITY_GROUP, consumer_info, has_priority_group
 
@@ -209,7 +210,7 @@ def _delivery(msg: Any) -> JetStreamMessage:
     claim = headers.get(names.CLAIM_HEADER, "")
     return JetStreamMessage(
         key=key,
-        lease=f"{claim}|{key}" if claim else "",
+        lease=member_of(claim, key) if claim else "",
         delivered=msg.metadata.num_delivered,
         handle=msg,
     )
