@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import trio
 
+from generator.documents import HistorySampleDocument, StatusDocument
 from generator.runner import TestRunner
 from generator.status import RUNNING_STATES, Snapshot, read_snapshot, status_document
 from shared.bridge import RedisGateway
@@ -46,11 +46,11 @@ class StatusFeed:
         self._previous: tuple[float, int, int, str | None] | None = None
         self._rates = (0.0, 0.0)
         self._history_test: str | None = None
-        self.history: list[dict[str, Any]] = []
-        self.latest: dict[str, Any] | None = None
+        self.history: list[HistorySampleDocument] = []
+        self.latest: StatusDocument | None = None
         self._updated = trio.Event()
 
-    async def current(self, offline: bool = True) -> dict[str, Any]:
+    async def current(self, offline: bool = True) -> StatusDocument:
         """A fresh status document (rates from the last sample).
 
         While Redis does not answer: the last figures with ``redis_problem`` set, or (with
@@ -67,26 +67,24 @@ class StatusFeed:
         document["rate_sample"] = None
         return document
 
-    def _document(self, snapshot: Snapshot, now: float) -> dict[str, Any]:
-        document = status_document(snapshot, self._rates, now)
-        document["auth_required"] = self._auth_required
+    def _document(self, snapshot: Snapshot, now: float) -> StatusDocument:
+        document = status_document(snapshot, self._rates, now, self._auth_required)
         self._runner.overlay(document)
         document["redis_problem"] = self._runner.outage.as_dict()
         return document
 
-    def _offline_document(self) -> dict[str, Any]:
+    def _offline_document(self) -> StatusDocument:
         """The last sample's figures, corrected by the runner, naming the Redis problem."""
         if self.latest is not None:
-            document = dict(self.latest)
+            document = self.latest.copy()
         else:
-            document = status_document(_EMPTY, (0.0, 0.0), time.time())
-            document["auth_required"] = self._auth_required
+            document = status_document(_EMPTY, (0.0, 0.0), time.time(), self._auth_required)
         document["rate_sample"] = None
         self._runner.overlay(document)
         document["redis_problem"] = self._runner.outage.as_dict()
         return document
 
-    async def next_update(self) -> dict[str, Any]:
+    async def next_update(self) -> StatusDocument:
         """Wait for the next sample and return it."""
         await self._updated.wait()
         assert self.latest is not None
@@ -108,7 +106,7 @@ class StatusFeed:
             with trio.move_on_after(INTERVAL_S):
                 await changed.wait()
 
-    async def sample(self) -> dict[str, Any]:
+    async def sample(self) -> StatusDocument:
         """Take one sample now and wake the push clients."""
         snapshot = await read_snapshot(self._redis)
         now = time.time()
@@ -136,12 +134,12 @@ class StatusFeed:
         self._publish(document)
         return document
 
-    def _publish(self, document: dict[str, Any]) -> None:
+    def _publish(self, document: StatusDocument) -> None:
         self.latest = document
         self._updated.set()
         self._updated = trio.Event()
 
-    def _record_history(self, document: dict[str, Any]) -> dict[str, Any] | None:
+    def _record_history(self, document: StatusDocument) -> HistorySampleDocument | None:
         """Add the sample to the history while a test runs (and once after); return it.
 
         A sample carries the rates measured over its own interval, never the test's averages
@@ -156,14 +154,14 @@ class StatusFeed:
             return None
         if self.history and document["elapsed_s"] <= self.history[-1]["t"]:
             return None
-        sample = {
-            "t": document["elapsed_s"],
-            "state": document["state"],
-            "generated": document["generated"],
-            "consumed": document["consumed"],
-            "generation_rate": round(self._rates[0], 1),
-            "consumption_rate": round(self._rates[1], 1),
-        }
+        sample = HistorySampleDocument(
+            t=document["elapsed_s"],
+            state=document["state"],
+            generated=document["generated"],
+            consumed=document["consumed"],
+            generation_rate=round(self._rates[0], 1),
+            consumption_rate=round(self._rates[1], 1),
+        )
         self.history.append(sample)
         del self.history[:-MAX_HISTORY]
         return sample

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from generator.documents import StatusDocument, VerdictDocument
 from generator.status import RUNNING_STATES, key_by_key_verdict, read_snapshot
 from generator.validation import TestConfig
 from shared import names, telemetry
@@ -144,7 +145,7 @@ class TestRecord:
     reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    verdict: dict[str, Any] | None = None
+    verdict: VerdictDocument | None = None
     #: Whether Redis holds this record's current state.
     saved: bool = False
     #: Set once saving its end is over (saved, or given up).
@@ -314,7 +315,7 @@ class TestRunner:
         self._stop_requested.set()
         return True
 
-    def overlay(self, document: dict[str, Any]) -> None:
+    def overlay(self, document: StatusDocument) -> None:
         """Correct a status ``document`` read from Redis by what this process knows.
 
         While a test runs, or until its end is saved, the runner is the authority on its id and
@@ -330,20 +331,19 @@ class TestRunner:
             elapsed = 0.0  # still starting: its clock starts once Redis is cleared
             if record.state != "starting" and record.started_at is not None:
                 elapsed = max(0.0, (record.finished_at or time.time()) - record.started_at)
-            document.update(
-                test_id=record.test_id,
-                config=record.config.as_dict() if record.config else None,
-                started_at=record.started_at,
-                finished_at=record.finished_at,
-                elapsed_s=round(elapsed, 2),
-                verdict=record.verdict,
-            )
+            document["test_id"] = record.test_id
+            document["config"] = record.config.as_document() if record.config else None
+            document["started_at"] = record.started_at
+            document["finished_at"] = record.finished_at
+            document["elapsed_s"] = round(elapsed, 2)
+            document["verdict"] = record.verdict
         elif not record.saved:
             # Ended, but Redis does not have the end yet.
-            document.update(finished_at=record.finished_at, verdict=record.verdict)
-        document.update(
-            state=record.state, is_running=self._running and record.running, reason=record.reason
-        )
+            document["finished_at"] = record.finished_at
+            document["verdict"] = record.verdict
+        document["state"] = record.state
+        document["is_running"] = self._running and record.running
+        document["reason"] = record.reason
 
     def _notify(self) -> None:
         self.changed.set()
@@ -394,7 +394,7 @@ class TestRunner:
     async def _conclude(
         self,
         record: TestRecord,
-        work: Callable[[], Awaitable[tuple[str, dict[str, Any] | None]]],
+        work: Callable[[], Awaitable[tuple[str, VerdictDocument | None]]],
     ) -> None:
         """Run the test's ``work``, then record how it ended, whatever happened to Redis.
 
@@ -402,7 +402,7 @@ class TestRunner:
         reports it interrupted.
         """
         lost = False
-        verdict_: dict[str, Any] | None = None
+        verdict_: VerdictDocument | None = None
         try:
             state, verdict_ = await work()
             log.info("test %s %s: %s", record.test_id, state, verdict_)
@@ -520,7 +520,7 @@ class TestRunner:
             layout.on_test_current("HSET", "state", "generating", "started_at", repr(time.time()))
         )
 
-    async def _generate_and_drain(self, record: TestRecord) -> tuple[str, dict[str, Any] | None]:
+    async def _generate_and_drain(self, record: TestRecord) -> tuple[str, VerdictDocument | None]:
         assert record.config is not None
         written = await self._generate(record.test_id, record.config)
         stopped = self._stop_requested.is_set()
@@ -662,7 +662,7 @@ class TestRunner:
 
     async def _drain(
         self, record: TestRecord, expected: int, final_state: str
-    ) -> tuple[str, dict[str, Any] | None]:
+    ) -> tuple[str, VerdictDocument | None]:
         """Wait until every written key is consumed, or nothing moved for the drain timeout
         after the last key's deadline; then check every key.
 

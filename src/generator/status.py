@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from generator.documents import (
+    DeadLetterDocument,
+    LatencyDocument,
+    StatusDocument,
+    TestConfigDocument,
+    VerdictDocument,
+)
 from shared import latency, names
 from shared.bridge import RedisGateway
 from shared.bridge.redis_io import Command
@@ -30,7 +37,7 @@ class Snapshot:
     recovered: int
     consumers: dict[str, int] = field(default_factory=dict)
     latency_buckets: dict[int, int] = field(default_factory=dict)
-    recent_dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    recent_dead_letters: list[DeadLetterDocument] = field(default_factory=list)
     #: Consumers holding a listener slot (the default fleet's), by lease end (unix ms).
     listeners: dict[str, int] = field(default_factory=dict)
 
@@ -88,7 +95,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
     sums = [sum(_int(part[i]) for part in per_group) for i in range(len(_PER_GROUP))]
     consumed, unique, pending, inflight, dups, dead, recovered = sums
     latency_buckets: dict[int, int] = {}
-    dead_letters: list[dict[str, Any]] = []
+    dead_letters: list[DeadLetterDocument] = []
     members: set[str] = set()
     for part in per_group:
         group_members, buckets, letters = part[len(_PER_GROUP) :]
@@ -128,8 +135,9 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
     )
 
 
-def parse_dead_letters(raw: list[str]) -> list[dict[str, Any]]:
-    """Dead-letter records as stored by the consumers (newest first); unreadable ones skipped."""
+def parse_dead_letters(raw: list[str]) -> list[DeadLetterDocument]:
+    """Dead-letter records as stored by the consumers (newest first, each written as a
+    ``DeadLetterDocument`` by ``consumer.pull_worker``); unreadable ones skipped."""
     records = []
     for item in raw:
         try:
@@ -137,11 +145,11 @@ def parse_dead_letters(raw: list[str]) -> list[dict[str, Any]]:
         except ValueError:
             continue
         if isinstance(record, dict):
-            records.append(record)
+            records.append(cast(DeadLetterDocument, record))
     return records
 
 
-def verdict(snapshot: Snapshot) -> dict[str, Any]:
+def verdict(snapshot: Snapshot) -> VerdictDocument:
     """Whether every generated key was consumed exactly once; what is missing or doubled.
 
     ``consumed`` counts every key counted (a key counted twice would count twice), ``unique``
@@ -163,7 +171,7 @@ def verdict(snapshot: Snapshot) -> dict[str, Any]:
 CHECK_CHUNK = 5000
 
 
-async def key_by_key_verdict(redis: RedisGateway, expected: int) -> dict[str, Any]:
+async def key_by_key_verdict(redis: RedisGateway, expected: int) -> VerdictDocument:
     """The verdict on keys ``0..expected-1``, each looked up in ``test:consumed``.
 
     ``expected`` is what the generator wrote (not a counter, which can lag or be lost);
@@ -204,8 +212,11 @@ def _average_rates(
     )
 
 
-def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) -> dict[str, Any]:
-    """The ``/api/status`` body."""
+def status_document(
+    snapshot: Snapshot, rates: tuple[float, float], now: float, auth_required: bool = False
+) -> StatusDocument:
+    """The ``/api/status`` body, as Redis describes the test (the feed adds what this process
+    knows: ``redis_problem``, ``rate_sample``, and the runner's corrections)."""
     test = snapshot.test
     state = snapshot.state
     started_at = float(test["started_at"]) if test.get("started_at") else None
@@ -217,13 +228,25 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
     progress = min(100.0, 100.0 * snapshot.unique / num_keys) if num_keys else 0.0
     config = None
     if test.get("num_keys"):
-        config = {k: int(test[k]) for k in ("num_keys", "key_delay", "key_ttl", "dedup_window")}
-    stored_verdict = json.loads(test["verdict"]) if test.get("verdict") else None
+        config = TestConfigDocument(
+            num_keys=int(test["num_keys"]),
+            key_delay=int(test["key_delay"]),
+            key_ttl=int(test["key_ttl"]),
+            dedup_window=int(test["dedup_window"]),
+        )
+    stored_verdict: VerdictDocument | None = None
+    if test.get("verdict"):
+        stored_verdict = cast(VerdictDocument, json.loads(test["verdict"]))
     if state not in RUNNING_STATES and started_at is not None and finished_at is not None:
         rates = _average_rates(snapshot, started_at, finished_at)
-    latency_ms = latency.percentiles(snapshot.latency_buckets)
-    if latency_ms is not None:
-        latency_ms["count"] = sum(snapshot.latency_buckets.values())
+    latency_ms = None
+    if (percentiles := latency.percentiles(snapshot.latency_buckets)) is not None:
+        latency_ms = LatencyDocument(
+            p50=percentiles["p50"],
+            p95=percentiles["p95"],
+            p99=percentiles["p99"],
+            count=sum(snapshot.latency_buckets.values()),
+        )
     return {
         "is_running": state in RUNNING_STATES,
         "state": state,
@@ -249,4 +272,7 @@ def status_document(snapshot: Snapshot, rates: tuple[float, float], now: float) 
         "recent_dead_letters": snapshot.recent_dead_letters,
         "verdict": stored_verdict,
         "reason": test.get("reason"),
+        "auth_required": auth_required,
+        "redis_problem": None,
+        "rate_sample": None,
     }

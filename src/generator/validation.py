@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from generator.documents import TestConfigDocument
+
 
 class RequestError(ValueError):
     """A request the API rejects with 400; ``field`` names the input at fault, if one is."""
@@ -36,6 +38,15 @@ class TestConfig:
     def as_dict(self) -> dict[str, int]:
         """The config as JSON-ready values."""
         return asdict(self)
+
+    def as_document(self) -> TestConfigDocument:
+        """The config as the status document shows it."""
+        return TestConfigDocument(
+            num_keys=self.num_keys,
+            key_delay=self.key_delay,
+            key_ttl=self.key_ttl,
+            dedup_window=self.dedup_window,
+        )
 
 
 #: field -> (lowest, highest, what it is)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from redis import exceptions as redis_errors
 
@@ -25,6 +25,14 @@ READ_ONLY = "read-only"
 NOT_SAVING = "cannot save"
 #: Causes under which Redis still answers reads.
 WRITE_PROBLEMS = (OUT_OF_MEMORY, READ_ONLY, NOT_SAVING)
+
+
+class RedisProblemDocument(TypedDict):
+    """Why Redis cannot be used right now, as the status API says it."""
+
+    cause: str
+    message: str
+    since: float | None
 
 
 @dataclass(frozen=True)
@@ -126,8 +134,10 @@ class RedisOutage:
         self.problem = None
         self.since = None
 
-    def as_dict(self) -> dict[str, Any] | None:
+    def as_dict(self) -> RedisProblemDocument | None:
         """The status API's ``redis_problem`` field: None while Redis answers."""
         if self.problem is None:
             return None
-        return {"cause": self.problem.cause, "message": self.problem.message, "since": self.since}
+        return RedisProblemDocument(
+            cause=self.problem.cause, message=self.problem.message, since=self.since
+        )

@@ -30,7 +30,7 @@ const FINISHED = makeStatus({
   in_flight: 0,
   progress: 100,
   elapsed_s: 4,
-  verdict: { exactly_once: true, expected: 300, consumed: 300, missing: 0, duplicates: 0 },
+  verdict: { exactly_once: true, expected: 300, consumed: 300, missing: 0, duplicates: 0, dead_letters: 0 },
 })
 
 beforeEach(() => {

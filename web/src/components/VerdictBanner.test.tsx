@@ -10,7 +10,7 @@ describe('VerdictBanner', () => {
         status={makeStatus({
           state: 'finished',
           test_id: 't',
-          verdict: { exactly_once: false, expected: 1000, consumed: 999, missing: 2, duplicates: 1 },
+          verdict: { exactly_once: false, expected: 1000, consumed: 999, missing: 2, duplicates: 1, dead_letters: 0 },
         })}
       />,
     )

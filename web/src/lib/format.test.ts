@@ -59,7 +59,7 @@ describe('times and rates', () => {
 describe('summarizeVerdict', () => {
   it('says exactly once when it was', () => {
     const summary = summarizeVerdict(
-      { exactly_once: true, expected: 1000, consumed: 1000, missing: 0, duplicates: 0 },
+      { exactly_once: true, expected: 1000, consumed: 1000, missing: 0, duplicates: 0, dead_letters: 0 },
       'finished',
     )
     expect(summary).toEqual({
@@ -71,7 +71,7 @@ describe('summarizeVerdict', () => {
 
   it('counts missing and duplicated keys', () => {
     const summary = summarizeVerdict(
-      { exactly_once: false, expected: 1000, consumed: 998, missing: 3, duplicates: 1 },
+      { exactly_once: false, expected: 1000, consumed: 998, missing: 3, duplicates: 1, dead_letters: 0 },
       'finished',
     )
     expect(summary.ok).toBe(false)
@@ -80,7 +80,7 @@ describe('summarizeVerdict', () => {
 
   it('explains a stopped test', () => {
     const summary = summarizeVerdict(
-      { exactly_once: true, expected: 512, consumed: 512, missing: 0, duplicates: 0 },
+      { exactly_once: true, expected: 512, consumed: 512, missing: 0, duplicates: 0, dead_letters: 0 },
       'stopped',
     )
     expect(summary.detail).toContain('stopped early')
@@ -88,7 +88,7 @@ describe('summarizeVerdict', () => {
 
   it('explains an interrupted test', () => {
     const summary = summarizeVerdict(
-      { exactly_once: false, expected: 10, consumed: 9, missing: 1, duplicates: 0 },
+      { exactly_once: false, expected: 10, consumed: 9, missing: 1, duplicates: 0, dead_letters: 0 },
       'interrupted',
     )
     expect(summary.headline).toBe('1 key missing')

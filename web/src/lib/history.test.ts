@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { appendStatus, EMPTY_SERIES, seedFromHistory } from './history'
 import { isStale } from './status'
-import type { Status } from './types'
+import type { HistorySample, Status } from './types'
 import { makeStatus } from '../test/fakes'
 
 /** A pushed status whose interval measured the given rates (both 0 unless given). */
@@ -30,7 +30,14 @@ function status(
   }
 }
 
-const sample = (t: number, rate = 100) => ({ t, generated: 0, consumed: 0, generation_rate: rate, consumption_rate: rate })
+const sample = (t: number, rate = 100): HistorySample => ({
+  t,
+  state: 'generating',
+  generated: 0,
+  consumed: 0,
+  generation_rate: rate,
+  consumption_rate: rate,
+})
 
 describe('rate series', () => {
   it('appends one point per status event', () => {

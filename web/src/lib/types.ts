@@ -1,4 +1,5 @@
-// Shapes of the generator's API, as documented in docs/API.md.
+// Shapes of the generator's API, as documented in docs/API.md; held to the generator's own
+// (src/generator/documents.py) by tests/generator/test_documents.py.
 
 export interface TestConfig {
   num_keys: number
@@ -23,6 +24,7 @@ export interface Verdict {
   consumed: number
   missing: number
   duplicates: number
+  dead_letters: number
 }
 
 export interface Latency {
@@ -57,6 +59,12 @@ export interface Status {
   /** Consumers holding a listener slot now (absent from older generators). */
   listeners?: string[]
   latency_ms: Latency | null
+  /** Messages waiting in the work queue. */
+  pending: number
+  /** Claims published (or about to be) and not yet completed. */
+  claimed_in_flight: number
+  /** Keys the sweepers recovered (no listener heard them, or their claim ran out). */
+  recovered: number
   redelivered: number
   dead_letters: number
   /** The latest dead letters, newest first (absent from older generators). */
@@ -64,6 +72,8 @@ export interface Status {
   verdict: Verdict | null
   /** Why a test ended without a verdict, or was interrupted or failed. */
   reason: string | null
+  /** Whether start and stop need a bearer token. */
+  auth_required: boolean
   redis_problem: RedisProblem | null
   /** The rates measured over the interval this status closes; null when nothing was measured. */
   rate_sample: RateSample | null
@@ -87,6 +97,7 @@ export interface RateSample {
 }
 
 export interface HistorySample extends RateSample {
+  state: TestState
   generated: number
   consumed: number
 }
