@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -15,6 +14,7 @@ import trio
 
 from generator.documents import StatusDocument, VerdictDocument
 from generator.status import RUNNING_STATES, key_by_key_verdict, read_snapshot
+from generator.test_store import TestStore, config_of
 from generator.validation import TestConfig
 from shared import names, telemetry
 from shared.backoff import Backoff
@@ -182,6 +182,7 @@ class TestRunner:
         self._redis = redis
         self._drain_timeout_s = drain_timeout_s
         self.outage = outage or RedisOutage("generator")
+        self._store = TestStore(redis)
         self._stop_requested = trio.Event()
         self._end_drain = trio.Event()
         self._draining = False
@@ -218,9 +219,7 @@ class TestRunner:
             self._notify()
 
     async def _recover_interrupted(self) -> None:
-        test: dict[str, str] = await self._until_done(
-            "reading the last test", lambda: self._redis.call("HGETALL", names.TEST_CURRENT)
-        )
+        test = await self._until_done("reading the last test", self._store.read)
         if not (test and test.get("state") in RUNNING_STATES):
             self.ready = True
             return
@@ -229,7 +228,7 @@ class TestRunner:
         log.warning("test %s was interrupted by a generator restart", test_id)
         record = TestRecord(
             test_id,
-            _config_of(test),
+            config_of(test),
             state="interrupted",
             reason=reason,
             started_at=float(test["started_at"]) if test.get("started_at") else None,
@@ -237,10 +236,7 @@ class TestRunner:
         self._begin(record)
         self.ready = True
         await self._until_done(
-            "marking the test interrupted",
-            lambda: self._redis.pipeline(
-                self._redis.layout.on_test_current("HSET", "state", "interrupted", "reason", reason)
-            ),
+            "marking the test interrupted", partial(self._store.interrupted, reason)
         )
         expected = test.get("generated_final") or await self._until_done(
             "reading the keys generated", lambda: self._redis.call("GET", names.METRICS_GENERATED)
@@ -434,38 +430,16 @@ class TestRunner:
             record.save_over.set()
 
     async def _save_end(self, record: TestRecord, lost: bool) -> None:
-        fields: list[str | int] = ["state", record.state, "finished_at", repr(record.finished_at)]
-        if record.reason:
-            fields += ["reason", record.reason]
-        if record.verdict is not None:
-            fields += ["verdict", json.dumps(record.verdict)]
-        layout = self._redis.layout
+        ended = (record.state, record.finished_at, record.reason, record.verdict)
         if not lost:
-            await self._redis.pipeline(layout.on_test_current("HSET", *fields))
-            return
-        # What Redis kept of this test (keys written after its restart) would contradict the
-        # record: clear it, and write the whole record again.
-        config = record.config.as_dict() if record.config else {}
-        await self._redis.pipeline(
-            [
-                *layout.on_test_current("DEL"),
-                *layout.on_test_current(
-                    "HSET",
-                    "id",
-                    record.test_id,
-                    "started_at",
-                    repr(record.started_at),
-                    *_flatten(config),
-                    *fields,
-                ),
-                *layout.unlink(layout.per_test_keys()),
-            ]
-        )
+            await self._store.end(*ended)
+        else:
+            await self._store.rewrite(record.test_id, record.started_at, record.config, ended)
 
     async def _still_current(self, test_id: str, written: int) -> None:
         current = await self._until_done(
             "reading the current test",
-            lambda: self._redis.call("HGET", names.TEST_CURRENT, "id"),
+            self._store.current_id,
             give_up_s=self._drain_timeout_s,
             writes=False,
         )
@@ -489,17 +463,7 @@ class TestRunner:
         ]
         await redis.pipeline(
             [
-                *layout.on_test_current("DEL"),
-                *layout.on_test_current(
-                    "HSET",
-                    "id",
-                    test_id,
-                    "state",
-                    "starting",
-                    "key_prefix",
-                    names.GEN_KEY_PREFIX,
-                    *_flatten(config.as_dict()),
-                ),
+                *self._store.begin(test_id, config),
                 *layout.unlink([*layout.per_test_keys(), *counts, *counted_by]),
             ]
         )
@@ -516,9 +480,7 @@ class TestRunner:
                     "removed %d leftover registrations of %s keys", removed, names.GEN_KEY_PREFIX
                 )
         await ensure_library(redis)
-        await redis.pipeline(
-            layout.on_test_current("HSET", "state", "generating", "started_at", repr(time.time()))
-        )
+        await self._store.generating()
 
     async def _generate_and_drain(self, record: TestRecord) -> tuple[str, VerdictDocument | None]:
         assert record.config is not None
@@ -530,17 +492,7 @@ class TestRunner:
         await self._still_current(record.test_id, written)
         await self._until_done(
             "recording the end of generation",
-            lambda: self._redis.pipeline(
-                self._redis.layout.on_test_current(
-                    "HSET",
-                    "state",
-                    "draining",
-                    "generated_final",
-                    written,
-                    "generation_ended_at",
-                    repr(time.time()),
-                )
-            ),
+            partial(self._store.draining, written),
             give_up_s=self._drain_timeout_s,
         )
         record.state = "draining"
@@ -607,9 +559,9 @@ class TestRunner:
         """
         keys = [names.gen_key(seq) for seq in range(first, first + count)]
         if retry:
-            current = await self._redis.call("HGET", names.TEST_CURRENT, "id")
+            current = await self._store.current_id()
             if current != test_id:
-                return current  # type: ignore[no-any-return]
+                return current
             keys = await unwritten(self._redis, keys)
             if len(keys) < count:
                 log.info(
@@ -628,9 +580,9 @@ class TestRunner:
                 raise
         # Redis lost its functions: a restart without its data, or a FUNCTION FLUSH. On one
         # server the transaction set the count without the keys: the retry writes them.
-        current = await self._redis.call("HGET", names.TEST_CURRENT, "id")
+        current = await self._store.current_id()
         if current != test_id:
-            return current  # type: ignore[no-any-return]
+            return current
         await ensure_library(self._redis)
         return batch_test_id(layout, await run_stages(self._redis, stages))
 
@@ -714,18 +666,3 @@ class TestRunner:
             writes=False,
         )
         return final_state, result
-
-
-def _config_of(test: dict[str, str]) -> TestConfig | None:
-    """The configuration recorded in a ``test:current`` hash, if it is complete."""
-    try:
-        return TestConfig(**{field: int(test[field]) for field in TestConfig().as_dict()})
-    except (KeyError, ValueError):
-        return None
-
-
-def _flatten(mapping: dict[str, int]) -> Sequence[str | int]:
-    flat: list[str | int] = []
-    for key, value in mapping.items():
-        flat += [key, value]
-    return flat
