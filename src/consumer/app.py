@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import trio
 
+from consumer.claim_store import KeyEvent
 from consumer.dedup_publisher import run_dedup_publisher
 from consumer.expiry_listener import run_expiry_listener
 from consumer.handler import Handler, is_repeat_safe, load_handler
@@ -21,7 +22,6 @@ from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
 from consumer.nudger import run_nudger
 from consumer.probes import run_probes
-from consumer.publishing import KeyEvent
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper

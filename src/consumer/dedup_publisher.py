@@ -6,7 +6,8 @@ import logging
 
 import trio
 
-from consumer.publishing import Claimed, KeyEvent, QueuedMarks, give_back, hear, publish_claimed
+from consumer.claim_store import Claimed, KeyEvent, hear
+from consumer.publishing import QueuedMarks, give_back, publish_claimed
 from shared import telemetry
 from shared.bridge import RedisGateway
 from shared.logs import Throttle

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from consumer.publishing import KeyEvent
+from consumer.claim_store import KeyEvent
 from consumer.readiness import Readiness
 from shared import names, telemetry
 from shared.backoff import Backoff

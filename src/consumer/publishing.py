@@ -1,18 +1,18 @@
-"""Claim keys in Redis and publish the claims won to JetStream (publisher and sweeper)."""
+"""Publish the claims won to JetStream (publisher and sweeper), marking them queued or
+giving them back (``consumer.claim_store``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import trio
 
-from shared import names, scripts, telemetry
-from shared.bridge import RedisGateway, ScriptCall
-from shared.lease import Lease, key_of
+from consumer.claim_store import Claimed, mark_queued, release
+from shared import names, telemetry
+from shared.bridge import RedisGateway
+from shared.lease import Lease
 from shared.logs import Throttle
-from shared.names import KeyLayout, SlotGroup
+from shared.names import KeyLayout
 from shared.nats import JetStream
 
 log = logging.getLogger(__name__)
@@ -20,132 +20,6 @@ log = logging.getLogger(__name__)
 PUBLISH_ATTEMPTS = 3
 #: JetStream's refusals (a full store refuses every batch alike): each reason once per 5 s.
 _REFUSALS = Throttle()
-_CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
-
-
-def claim_keys(group: SlotGroup) -> list[str]:
-    """The state every claim of ``group`` reads and writes (the first KEYS of HEAR)."""
-    return [group.name(name) for name in _CLAIM_KEYS]
-
-
-def members_by_group(layout: KeyLayout, members: Sequence[str]) -> dict[SlotGroup, list[str]]:
-    """Lease members split by the slot group of their keys (where their leases are)."""
-    return layout.split(members, key_of)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """Claims to publish: their lease members, and the generation of this publication."""
-
-    members: list[str]
-    #: "" for a claim's first publication; a republication's own tag otherwise.
-    generation: str = ""
-
-
-#: What a listener heard of one key: (event, key), such as ``("expired", "session:7")``.
-KeyEvent = tuple[str, str]
-
-
-async def hear(
-    redis: RedisGateway, events: Sequence[KeyEvent], lease_ms: int, window_ms: int
-) -> Claimed:
-    """Apply ``events``, in the order heard, with one atomic script per slot group (``HEAR``):
-    deadlines armed, moved or cancelled go into the registry, and each expiry instance is won
-    by one caller only. Returns the claims won.
-
-    On a cluster what the script needs to know of each key (whether it exists, its deadline) is
-    read first, in one round trip: a key and its group's state live in different slots.
-    """
-    seen = [""] * len(events)
-    if redis.layout.cluster:
-        reads = [
-            ("EXISTS" if event == names.EXPIRED_EVENT else "PEXPIRETIME", key)
-            for event, key in events
-        ]
-        seen = [str(int(reply)) for reply in await redis.pipeline(reads)]
-    calls: list[ScriptCall] = []
-    for group, part in redis.layout.split(zip(events, seen, strict=True), _key_of_heard).items():
-        script_keys = claim_keys(group)
-        args: list[str | int] = [lease_ms, window_ms]
-        for (event, key), read in part:
-            if event == names.EXPIRED_EVENT:
-                script_keys.append(group.dedup(key))
-            if not read:
-                script_keys.append(key)
-            args += [event, key, read]
-        calls.append((script_keys, args))
-    won = [member for reply in await redis.scripts(scripts.HEAR, calls) for member in reply]
-    expiries = sum(1 for event, _ in events if event == names.EXPIRED_EVENT)
-    telemetry.CLAIMS.labels("won").inc(len(won))
-    telemetry.CLAIMS.labels("lost").inc(expiries - len(won))
-    return Claimed(won)
-
-
-def _key_of_heard(heard: tuple[KeyEvent, str]) -> str:
-    return heard[0][1]
-
-
-async def claim(redis: RedisGateway, keys: Sequence[str], lease_ms: int, window_ms: int) -> Claimed:
-    """Try to win the expiries of ``keys``, as if each had been heard expiring."""
-    return await hear(redis, [(names.EXPIRED_EVENT, key) for key in keys], lease_ms, window_ms)
-
-
-async def scan_overdue(
-    redis: RedisGateway, grace_ms: int, limit: int
-) -> tuple[list[str], list[str]]:
-    """Registered keys overdue by more than ``grace_ms``, and leases that ran out (a read).
-
-    ``limit`` applies to each slot group.
-    """
-    calls: list[ScriptCall] = [
-        ([group.name(names.EXPIRY_DUE), group.name(names.EXPIRY_LEASES)], [grace_ms, limit])
-        for group in redis.layout.groups
-    ]
-    due: list[str] = []
-    stale: list[str] = []
-    for group_due, group_stale in await redis.scripts(scripts.SWEEP_SCAN, calls):
-        due += group_due
-        stale += group_stale
-    return due, stale
-
-
-async def claim_overdue(
-    redis: RedisGateway, keys: Sequence[str], lease_ms: int, grace_ms: int, window_ms: int
-) -> Claimed:
-    """Claim overdue registered ``keys`` whose expiry nobody claimed (one atomic script per
-    slot group). On a cluster the keys' TTLs are read first, in one round trip: a key and
-    its group's state live in different slots."""
-    layout = redis.layout
-    seen: dict[str, str] = {key: "" for key in keys}
-    if layout.cluster:
-        ttls = await redis.pipeline([("PTTL", key) for key in keys])
-        seen = {key: str(ttl) for key, ttl in zip(keys, ttls, strict=True)}
-    calls: list[ScriptCall] = []
-    for group, part in layout.by_group(keys).items():
-        script_keys = claim_keys(group)
-        script_keys += [group.name(names.METRICS_RECOVERED), group.name(names.TEST_RECOVERED)]
-        args: list[str | int] = [lease_ms, grace_ms, window_ms]
-        for key in part:
-            script_keys += [group.dedup(key)] if seen[key] else [group.dedup(key), key]
-            args += [key, seen[key]]
-        calls.append((script_keys, args))
-    won = [member for reply in await redis.scripts(scripts.SWEEP_CLAIM, calls) for member in reply]
-    telemetry.RECOVERED.inc(len(won))
-    return Claimed(won)
-
-
-async def take_over(redis: RedisGateway, members: Sequence[str], lease_ms: int) -> Claimed:
-    """Take over the leases among ``members`` that ran out, to republish their claims."""
-    state = (names.EXPIRY_LEASES, names.METRICS_RECOVERED, names.TEST_CURRENT, names.TEST_RECOVERED)
-    calls: list[ScriptCall] = [
-        ([group.name(name) for name in state], [lease_ms, *part])
-        for group, part in members_by_group(redis.layout, members).items()
-    ]
-    replies = await redis.scripts(scripts.RENEW_STALE, calls)
-    taken = [member for reply in replies for member in reply[1:]]
-    telemetry.RECOVERED.inc(len(taken))
-    # Any of the groups' clocks tells this publication from the earlier ones.
-    return Claimed(taken, generation=str(max(int(reply[0]) for reply in replies)))
 
 
 def message_of(
@@ -250,7 +124,7 @@ async def give_back(redis: RedisGateway, members: list[str]) -> None:
     """End the leases of claims this process will not publish: any sweeper takes them now."""
     log.warning("giving %d unpublished keys back to the sweepers", len(members))
     try:
-        await _per_group(redis, scripts.RELEASE, members)
+        await release(redis, members)
     except Exception as exc:
         # Their leases still run out by themselves; the sweepers take them then.
         log.warning(
@@ -262,17 +136,6 @@ async def _mark_queued(redis: RedisGateway, members: list[str]) -> None:
     if not members:
         return
     try:
-        await _per_group(redis, scripts.MARK_QUEUED, members, QUEUED_LEASE_MS)
+        await mark_queued(redis, members, QUEUED_LEASE_MS)
     except Exception as exc:  # the short lease stands: at worst a harmless second publication
         log.warning("cannot mark %d published keys as queued: %s", len(members), exc)
-
-
-async def _per_group(
-    redis: RedisGateway, source: str, members: Sequence[str], *first: str | int
-) -> None:
-    """Run a script on ``expiry:leases`` with ``first`` then ``members``, per slot group."""
-    calls: list[ScriptCall] = [
-        ([group.name(names.EXPIRY_LEASES)], [*first, *part])
-        for group, part in members_by_group(redis.layout, members).items()
-    ]
-    await redis.scripts(source, calls)

@@ -23,11 +23,12 @@ from typing import TypeVar
 
 import trio
 
+from consumer import claim_store
 from consumer.handler import ExpiredKey, Handler
 from consumer.readiness import Readiness
-from shared import names, scripts, telemetry
+from shared import names, telemetry
 from shared.backoff import Backoff
-from shared.bridge import RedisGateway, ScriptCall
+from shared.bridge import RedisGateway
 from shared.lease import Lease
 from shared.logs import Throttle
 from shared.names import SlotGroup
@@ -165,12 +166,8 @@ class SharedFeed:
 async def begin(ctx: WorkerContext, deliveries: Sequence[Delivery]) -> list[int]:
     """Per delivery: 1 handle it, 0 handled already, 2 an earlier test's (see ``BEGIN``)."""
     parts = _by_group(ctx, deliveries)
-    state = (names.TEST_CURRENT, names.EXPIRY_LEASES, names.METRICS_DUPLICATES)
-    calls: list[ScriptCall] = [
-        ([group.name(name) for name in state], [ctx.lease_ms, *(d.message.lease for d in part)])
-        for group, part in parts.items()
-    ]
-    replies = await ctx.redis.scripts(scripts.BEGIN, calls)
+    leases = {group: [d.message.lease for d in part] for group, part in parts.items()}
+    replies = await claim_store.begin(ctx.redis, ctx.lease_ms, leases)
     by_delivery = {
         id(d): state
         for part, reply in zip(parts.values(), replies, strict=True)
@@ -192,22 +189,10 @@ async def complete(
     then acknowledge ``ack``. What acknowledging raised is returned (``ack_failed``), since
     the claims are counted by then."""
     now_ms = int(time.time() * 1000)
-    state = (
-        names.TEST_CURRENT,
-        names.EXPIRY_LEASES,
-        names.METRICS_CONSUMED,
-        names.consumer_count_key(ctx.consumer_id),
-        names.METRICS_CONSUMERS,
-        names.METRICS_DUPLICATES,
-        names.TEST_CONSUMED,
-        names.TEST_LATENCY,
-        names.TEST_COUNTED,
-    )
-    calls: list[ScriptCall] = [
-        ([group.name(name) for name in state], [ctx.consumer_id, *(d.message.lease for d in part)])
-        for group, part in _by_group(ctx, deliveries).items()
-    ]
-    replies = await ctx.redis.scripts(scripts.COMPLETE, calls)
+    leases = {
+        group: [d.message.lease for d in part] for group, part in _by_group(ctx, deliveries).items()
+    }
+    replies = await claim_store.complete(ctx.redis, ctx.consumer_id, leases)
     ack_failed: Exception | None = None
     try:
         await ctx.jetstream.ack(ack)
@@ -250,17 +235,7 @@ async def record_dead_letters(
             delivery.test_id if delivery else "",
             json.dumps(record),
         ]
-    state = (
-        names.TEST_CURRENT,
-        names.EXPIRY_LEASES,
-        names.EXPIRY_DEAD_LETTERS,
-        names.METRICS_DEAD_LETTERS,
-        names.TEST_DEAD_LETTERS,
-    )
-    calls: list[ScriptCall] = [
-        ([group.name(name) for name in state], args) for group, args in per_group.items()
-    ]
-    recorded = int(sum(await ctx.redis.scripts(scripts.DEAD_LETTER, calls)))
+    recorded = await claim_store.dead_letter(ctx.redis, per_group)
     telemetry.DEAD_LETTERS.inc(recorded)
     return recorded
 

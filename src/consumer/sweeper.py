@@ -14,9 +14,10 @@ import logging
 
 import trio
 
-from consumer.publishing import claim_overdue, publish_claimed, scan_overdue, take_over
-from shared import names, scripts, telemetry
-from shared.bridge import RedisGateway, ScriptCall
+from consumer.claim_store import claim_overdue, release_all, scan_overdue, take_over
+from consumer.publishing import publish_claimed
+from shared import telemetry
+from shared.bridge import RedisGateway
 from shared.lease import Lease
 from shared.logs import Throttle
 from shared.nats import JetStream
@@ -96,9 +97,6 @@ async def _after_nats_reconnect(redis: RedisGateway, jetstream: JetStream) -> No
     copies are handled, and are only acknowledged.
     """
     await jetstream.ensure_topology()
-    calls: list[ScriptCall] = [
-        ([group.name(names.EXPIRY_LEASES)], []) for group in redis.layout.groups
-    ]
-    released = sum(await redis.scripts(scripts.RELEASE_ALL, calls))
+    released = await release_all(redis)
     if released:
         log.info("NATS reconnected: %d keys in flight will be republished", released)

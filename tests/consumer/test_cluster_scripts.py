@@ -10,7 +10,7 @@ import pytest
 import redis
 import trio.lowlevel
 
-from consumer.publishing import (
+from consumer.claim_store import (
     claim,
     claim_keys,
     claim_overdue,

@@ -7,16 +7,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from consumer.claim_store import Claimed, KeyEvent, claim
 from consumer.dedup_publisher import run_dedup_publisher, take_waiting
 from consumer.handler import ExpiredKey, Handler
-from consumer.publishing import (
-    QUEUED_LEASE_MS,
-    Claimed,
-    KeyEvent,
-    claim,
-    message_of,
-    publish_claimed,
-)
+from consumer.publishing import QUEUED_LEASE_MS, message_of, publish_claimed
 from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from dev.local_system import NatsServer, RedisServer

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from consumer import pull_worker
-from consumer.publishing import claim
+from consumer.claim_store import claim
 from consumer.pull_worker import Delivery, KeepAlive, WorkerContext
 from dev.local_system import RedisServer
 from shared import names

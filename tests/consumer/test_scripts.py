@@ -4,7 +4,7 @@ import time
 
 import trio
 
-from consumer.publishing import claim, claim_overdue, hear, scan_overdue, take_over
+from consumer.claim_store import claim, claim_overdue, hear, scan_overdue, take_over
 from consumer.pull_worker import Delivery, WorkerContext, complete
 from dev.local_system import RedisServer
 from shared import latency, names, scripts
