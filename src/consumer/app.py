@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
@@ -26,7 +27,7 @@ from consumer.pull_worker import WorkerContext, run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
 from shared import names
-from shared.backoff import Backoff
+from shared.backoff import retrying
 from shared.bridge import RedisAuthenticationError, RedisGateway, open_bridge
 from shared.config import ConfigError, ConsumerConfig, redact
 from shared.nats import JetStream
@@ -114,50 +115,42 @@ async def check_keyspace_events(redis: RedisGateway) -> KeyspaceEvents:
 
 async def load_functions(redis: RedisGateway) -> None:
     """Load the registration functions; say in one line when this Redis cannot have them."""
-    backoff = Backoff(initial=0.2, cap=5.0)
-    while True:
-        try:
-            await ensure_library(redis)
-            return
-        except FunctionsUnsupported:
-            log.error(
-                "Redis has no Functions (Redis 7.0 or later is needed): producers cannot register "
-                "keys (FCALL expiry_register), so only keys whose expiry is heard are processed"
-            )
-            return
-        except RedisAuthenticationError:
-            return  # check_keyspace_events has said so
-        except Exception as exc:
-            log.warning("cannot load the Redis function library (%s); retrying", exc)
-            await backoff.wait()
+    try:
+        await retrying(
+            partial(ensure_library, redis),
+            lambda exc: f"cannot load the Redis function library ({exc}); retrying",
+            log,
+            final=(FunctionsUnsupported, RedisAuthenticationError),
+        )
+    except FunctionsUnsupported:
+        log.error(
+            "Redis has no Functions (Redis 7.0 or later is needed): producers cannot register "
+            "keys (FCALL expiry_register), so only keys whose expiry is heard are processed"
+        )
+    except RedisAuthenticationError:
+        pass  # check_keyspace_events has said so
 
 
 async def connect_jetstream(config: ConsumerConfig) -> JetStream:
     """Connect to NATS and make sure the stream and durable consumer exist, retrying forever."""
-    backoff = Backoff(initial=0.2, cap=5.0)
     url = config.common.nats_url
-    while True:
-        try:
-            jetstream = await JetStream.connect(
-                url,
-                config.common.nats_creds,
-                f"consumer-{config.consumer_id}",
-                names.queue_of(config.fleet),
-                stream=config.stream,
-                ca_file=config.common.nats_ca_file,
-            )
-            break
-        except ConnectionError as exc:
-            log.warning("%s; retrying", exc)
-            await backoff.wait()
-    backoff.reset()
-    while True:
-        try:
-            differences = await jetstream.ensure_topology()
-            break
-        except Exception as exc:
-            log.warning("cannot set up JetStream at %s (%s); retrying", redact(url), exc)
-            await backoff.wait()
+    connect = partial(
+        JetStream.connect,
+        url,
+        config.common.nats_creds,
+        f"consumer-{config.consumer_id}",
+        names.queue_of(config.fleet),
+        stream=config.stream,
+        ca_file=config.common.nats_ca_file,
+    )
+    jetstream = await retrying(
+        connect, lambda exc: f"{exc}; retrying", log, retry_on=(ConnectionError,)
+    )
+    differences = await retrying(
+        jetstream.ensure_topology,
+        lambda exc: f"cannot set up JetStream at {redact(url)} ({exc}); retrying",
+        log,
+    )
     for difference in differences:
         log.error(
             "existing JetStream %s; left as it is — delete it to let the consumers recreate it",

@@ -27,7 +27,7 @@ from consumer import claim_store
 from consumer.handler import ExpiredKey, Handler
 from consumer.readiness import Readiness
 from shared import names, telemetry
-from shared.backoff import Backoff
+from shared.backoff import Backoff, retrying
 from shared.bridge import RedisGateway
 from shared.lease import Lease
 from shared.logs import Throttle
@@ -250,22 +250,26 @@ async def until_done(
 
     A Redis outage is a state, not a failure of the messages: no delivery attempt is spent.
     """
-    backoff = Backoff(initial=0.1, cap=2.0)
-    throttle = Throttle()
     last_keepalive = trio.current_time()
-    while True:
-        try:
-            return await step()
-        except Exception as exc:
-            telemetry.ERRORS.labels("pull_worker").inc()
-            if throttle.allow(what):
-                log.warning(
-                    "%s for %d keys failed (%s); holding them and retrying", what, len(held), exc
-                )
+
+    def failed(exc: Exception) -> str:
+        telemetry.ERRORS.labels("pull_worker").inc()
+        return f"{what} for {len(held)} keys failed ({exc}); holding them and retrying"
+
+    async def keep_alive() -> None:
+        nonlocal last_keepalive
         if trio.current_time() - last_keepalive >= KEEPALIVE_S:
             last_keepalive = trio.current_time()
             await _still_working(ctx.jetstream, held)
-        await backoff.wait()
+
+    return await retrying(
+        step,
+        failed,
+        log,
+        backoff=Backoff(initial=0.1, cap=2.0),
+        throttle=Throttle(),
+        between=keep_alive,
+    )
 
 
 async def _still_working(jetstream: JetStream, held: Sequence[JetStreamMessage]) -> None:

@@ -1,10 +1,17 @@
-"""Exponential back-off with jitter, for reconnect and retry loops."""
+"""Exponential back-off with jitter, and the loop that retries an action with it."""
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import trio
+
+from shared.logs import Throttle
+
+T = TypeVar("T")
 
 
 class Backoff:
@@ -31,3 +38,36 @@ class Backoff:
     async def wait(self) -> None:
         """Sleep for the next delay."""
         await trio.sleep(self.delay())
+
+
+async def retrying(
+    action: Callable[[], Awaitable[T]],
+    failed: Callable[[Exception], str],
+    log: logging.Logger,
+    *,
+    backoff: Backoff | None = None,
+    throttle: Throttle | None = None,
+    between: Callable[[], Awaitable[None]] | None = None,
+    retry_on: tuple[type[Exception], ...] = (Exception,),
+    final: tuple[type[Exception], ...] = (),
+) -> T:
+    """``action()``, retried with ``backoff`` until it returns; its result.
+
+    Each failure is described by ``failed(exc)`` and logged as a warning (at most once per
+    ``throttle`` interval, when one is given) and ``between()`` runs before the wait. Only exceptions of a
+    ``retry_on`` type are retried; those of a ``final`` type are raised at once (retrying
+    would not help), as are all others.
+    """
+    backoff = backoff or Backoff(initial=0.2, cap=5.0)
+    while True:
+        try:
+            return await action()
+        except final:
+            raise
+        except retry_on as exc:
+            message = failed(exc)
+            if throttle is None or throttle.allow(type(exc).__name__):
+                log.warning("%s", message)
+        if between is not None:
+            await between()
+        await backoff.wait()
