@@ -5,24 +5,23 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
 from generator.documents import StatusDocument, VerdictDocument
+from generator.key_writer import keys_due, unwritten, write_batch
 from generator.status import RUNNING_STATES, key_by_key_verdict, read_snapshot
 from generator.test_store import TestStore, config_of
 from generator.validation import TestConfig
 from shared import names, telemetry
 from shared.backoff import Backoff
-from shared.bridge import RedisError, RedisGateway
-from shared.bridge.redis_io import Command
-from shared.names import KeyLayout
+from shared.bridge import RedisGateway
 from shared.redis_outage import RedisOutage
-from shared.registration import ensure_library, is_missing_function, register_stages, run_stages
+from shared.registration import ensure_library
 
 log = logging.getLogger(__name__)
 
@@ -40,73 +39,6 @@ T = TypeVar("T")
 def new_test_id() -> str:
     """A unique, sortable, readable test id."""
     return time.strftime("t-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def write_stages(
-    layout: KeyLayout, test_id: str, keys: Sequence[str], generated: int, ttl_ms: int
-) -> list[list[Command]]:
-    """The pipelines writing ``keys``, to run in order, and setting the generated count.
-
-    The keys are registered with the pipeline (``shared.registration.register_stages``), so a
-    key whose expiry nobody heard is still recovered. The generated count is set, not added
-    to, so that the pipelines can be retried after a dropped connection. On one server they
-    are one transaction: Redis at ``maxmemory`` refuses all of it or none of it, so the count
-    never misses keys that were written (``batch_test_id`` reads the replies).
-    """
-    items = [(key, test_id) for key in keys]
-    stages: list[list[Command]] = (
-        [list(stage) for stage in register_stages(layout, items, ttl_ms)] if items else [[]]
-    )
-    stages[0].insert(0, ("HGET", names.TEST_CURRENT, "id"))
-    stages[-1].append(("SET", names.METRICS_GENERATED, generated))
-    if not layout.cluster:
-        stages[0] = [("MULTI",), *stages[0], ("EXEC",)]
-    return stages
-
-
-def batch_test_id(layout: KeyLayout, replies: Sequence[Any]) -> str | None:
-    """The current test's id, from the replies of ``write_stages`` (another id than the
-    writer's means Redis lost its test); an error inside the transaction is raised."""
-    if layout.cluster:
-        return replies[0]  # type: ignore[no-any-return]
-    executed = replies[-1]
-    for reply in executed:
-        if isinstance(reply, Exception):
-            raise reply
-    return executed[0]  # type: ignore[no-any-return]
-
-
-async def unwritten(redis: RedisGateway, keys: Sequence[str]) -> list[str]:
-    """The ``keys`` of which Redis holds no trace: not registered, not claimed, not consumed.
-
-    What a retried batch writes. A failed attempt may have been partly applied (on a cluster,
-    the masters that answered took their part), and some of its keys may already have expired
-    and been handled: writing those again would make a second key of the same name.
-    """
-    layout = redis.layout
-    commands: list[Command] = []
-    order: list[str] = []
-    for group, part in layout.by_group(keys).items():
-        for key in part:
-            order.append(key)
-            commands += [
-                ("ZSCORE", group.name(names.EXPIRY_DUE), key),
-                ("EXISTS", group.dedup(key)),
-                ("HEXISTS", group.name(names.TEST_CONSUMED), key),
-            ]
-    replies = await redis.pipeline(commands)
-    traced = {
-        key
-        for i, key in enumerate(order)
-        if replies[3 * i] is not None or int(replies[3 * i + 1]) or int(replies[3 * i + 2])
-    }
-    return [key for key in keys if key not in traced]
-
-
-def keys_due(elapsed_s: float, delay_ms: int, written: int, total: int) -> int:
-    """How many more keys are due ``elapsed_s`` into a test writing one key per ``delay_ms``."""
-    due = int(elapsed_s * 1000 // delay_ms) if delay_ms else total
-    return max(0, min(total, due) - written)
 
 
 class TestAlreadyRunning(RuntimeError):
@@ -549,42 +481,10 @@ class TestRunner:
     async def _write_batch(
         self, test_id: str, first: int, count: int, ttl_ms: int, retry: bool
     ) -> str | None:
-        """One batch of keys; the current test's id, read in the same round trip (another id
-        than ``test_id`` means Redis lost this test, and nothing was written into it).
-
-        A retry first asks which of the keys the failed attempt wrote after all (its answer
-        lost with the connection; on a cluster, the masters that answered took their part):
-        it writes only the keys Redis has no trace of, since writing one again would register
-        a key already consumed.
-        """
-        keys = [names.gen_key(seq) for seq in range(first, first + count)]
-        if retry:
-            current = await self._store.current_id()
-            if current != test_id:
-                return current
-            keys = await unwritten(self._redis, keys)
-            if len(keys) < count:
-                log.info(
-                    "a retried batch: %d of its %d keys were written already",
-                    count - len(keys),
-                    count,
-                )
+        """``write_batch``, noting the batch's deadline (the drain waits for it)."""
         now_ms = int(time.time() * 1000)
         self._last_deadline_ms = max(self._last_deadline_ms, now_ms + ttl_ms)
-        layout = self._redis.layout
-        stages = write_stages(layout, test_id, keys, first + count, ttl_ms)
-        try:
-            return batch_test_id(layout, await run_stages(self._redis, stages))
-        except RedisError as exc:
-            if not is_missing_function(exc):
-                raise
-        # Redis lost its functions: a restart without its data, or a FUNCTION FLUSH. On one
-        # server the transaction set the count without the keys: the retry writes them.
-        current = await self._store.current_id()
-        if current != test_id:
-            return current
-        await ensure_library(self._redis)
-        return batch_test_id(layout, await run_stages(self._redis, stages))
+        return await write_batch(self._redis, self._store, test_id, first, count, ttl_ms, retry)
 
     async def _settle_stopped_batch(self, test_id: str, first: int, count: int, ttl_ms: int) -> int:
         """How many keys of a batch the test was stopped on (Redis refusing it) were written.

@@ -54,9 +54,9 @@ async def retrying(
     """``action()``, retried with ``backoff`` until it returns; its result.
 
     Each failure is described by ``failed(exc)`` and logged as a warning (at most once per
-    ``throttle`` interval, when one is given) and ``between()`` runs before the wait. Only exceptions of a
-    ``retry_on`` type are retried; those of a ``final`` type are raised at once (retrying
-    would not help), as are all others.
+    ``throttle`` interval, when one is given), and ``between()`` runs before the wait. Only
+    exceptions of a ``retry_on`` type are retried; those of a ``final`` type are raised at
+    once (retrying would not help), as are all others.
     """
     backoff = backoff or Backoff(initial=0.2, cap=5.0)
     while True:

@@ -1,4 +1,5 @@
-from generator.runner import keys_due, new_test_id, write_stages
+from generator.key_writer import keys_due, write_stages
+from generator.runner import new_test_id
 from generator.status import Snapshot, status_document, verdict
 from shared import names
 
