@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.redis.cluster_nodes import ClusterNode, parse_cluster_nodes
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -223,38 +225,6 @@ class RedisCliError(subprocess.CalledProcessError):
         return f"{super().__str__()}\n{printed}"
 
 
-@dataclass(frozen=True)
-class ClusterNodeLine:
-    """One line of ``CLUSTER NODES``: a node's port, role, failure flag and slot ranges."""
-
-    port: int
-    master: bool
-    failed: bool
-    slots: tuple[tuple[int, int], ...]
-
-    @classmethod
-    def parse(cls, line: str) -> ClusterNodeLine:
-        """``<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link>
-        <slot ranges...>``; importing/migrating entries (``[...]``) are not ranges served."""
-        fields = line.split()
-        flags = fields[2].split(",")
-        ranges = []
-        for entry in fields[8:]:
-            if not entry.startswith("["):
-                first, _, last = entry.partition("-")
-                ranges.append((int(first), int(last or first)))
-        return cls(
-            port=int(fields[1].split("@")[0].rsplit(":", 1)[1]),
-            master="master" in flags,
-            failed="fail" in flags,
-            slots=tuple(ranges),
-        )
-
-    def serves(self, slot: int) -> bool:
-        """Whether ``slot`` is in one of this node's ranges."""
-        return any(first <= slot <= last for first, last in self.slots)
-
-
 class RedisClusterNodes:
     """A Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas each.
 
@@ -422,11 +392,11 @@ class RedisClusterNodes:
         """The nodes whose process is alive."""
         return [node for node in self.nodes if node.process.running]
 
-    def topology(self, node: RedisServer | None = None) -> list[ClusterNodeLine]:
+    def topology(self, node: RedisServer | None = None) -> list[ClusterNode]:
         """``CLUSTER NODES`` as ``node`` (by default the first running node) sees it now."""
         node = node or self.running()[0]
         text = redis_cli(node.port, "CLUSTER", "NODES")
-        return [ClusterNodeLine.parse(line) for line in text.splitlines() if line]
+        return parse_cluster_nodes(text)
 
     def masters(self) -> list[RedisServer]:
         """The running nodes that are masters now and not flagged as failed."""

@@ -21,6 +21,7 @@ from typing import Protocol
 import trio
 from redis.exceptions import RedisError
 
+from shared.redis.cluster_nodes import parse_cluster_nodes
 from shared.redis.resp import RespConnection
 from shared.redis_address import RedisAddress
 
@@ -172,8 +173,7 @@ def serving_masters(cluster_nodes: str, asked: Node, replicas: bool = False) -> 
     """The (host, port) of the masters serving slots in a ``CLUSTER NODES`` reply, and with
     ``replicas`` the live replicas after them.
 
-    A line reads ``<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch>
-    <link> <slot ranges...>``. A master flagged ``fail`` is left out: a majority of masters
+    A master flagged ``fail`` is left out: a majority of masters
     agreed it is down, and its replica takes over and shows up as a master of its own. One
     flagged ``fail?`` is kept: that is one node's suspicion, maybe of a node that only it
     cannot reach; subscribing to a dead node costs a failed connection, while leaving out a
@@ -183,25 +183,15 @@ def serving_masters(cluster_nodes: str, asked: Node, replicas: bool = False) -> 
     """
     masters: list[Node] = []
     followers: list[Node] = []
-    for line in cluster_nodes.splitlines():
-        fields = line.split()
-        if len(fields) < 8:
+    for node in parse_cluster_nodes(cluster_nodes):
+        if node.flags & {"fail", "noaddr", "handshake"}:
             continue
-        flags = set(fields[2].split(","))
-        slots = [entry for entry in fields[8:] if not entry.startswith("[")]
-        if flags & {"fail", "noaddr", "handshake"}:
+        is_master = node.master and bool(node.slots)
+        if not is_master and not (replicas and node.replica):
             continue
-        is_master = "master" in flags and bool(slots)
-        if not is_master and not (replicas and "slave" in flags):
-            continue
-        endpoint, _, bus = fields[1].partition("@")
-        ip, _, port = endpoint.rpartition(":")
-        # After the bus port: ",hostname", then (Redis 7.2+) ",name=value" auxiliary fields.
-        _, *extras = bus.split(",")
-        hostname = extras[0] if extras and "=" not in extras[0] else ""
-        host = hostname or ip or (asked[0] if "myself" in flags else "")
+        host = node.host or (asked[0] if node.myself else "")
         if host:
-            (masters if is_master else followers).append((host, int(port)))
+            (masters if is_master else followers).append((host, node.port))
     return masters + followers if masters else []
 
 
