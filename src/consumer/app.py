@@ -32,7 +32,7 @@ from shared.bridge import RedisAuthenticationError, RedisGateway, open_bridge
 from shared.config import ConfigError, ConsumerConfig, redact
 from shared.nats import JetStream
 from shared.patterns import KeyPatterns
-from shared.pubsub import RedisAddress
+from shared.redis.pubsub import RedisAddress
 from shared.registration import FunctionsUnsupported, ensure_library
 from shared.service import find_exception, listen_error
 

@@ -14,7 +14,7 @@ from consumer.readiness import Readiness
 from shared import names, telemetry
 from shared.backoff import Backoff
 from shared.patterns import KeyPatterns
-from shared.pubsub import PubSubError, RedisAddress, Subscription, open_subscription
+from shared.redis.pubsub import PubSubError, RedisAddress, Subscription, open_subscription
 
 log = logging.getLogger(__name__)
 

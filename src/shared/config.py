@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from shared import names
 from shared.patterns import KeyPatterns, PatternError
-from shared.redis_address import RedisAddress
+from shared.redis.address import RedisAddress
 
 
 class ConfigError(ValueError):

@@ -6,7 +6,7 @@ from consumer.expiry_listener import run_expiry_listener
 from consumer.readiness import Readiness
 from dev.local_system import RedisServer
 from shared.patterns import KeyPatterns
-from shared.pubsub import RedisAddress
+from shared.redis.pubsub import RedisAddress
 from tests.helpers import bridged_redis, eventually
 
 PATTERNS = KeyPatterns(["gen-key:*", "session:*"])

@@ -6,7 +6,7 @@ import trio
 from redis.crc import key_slot
 
 from dev.local_system import RedisClusterNodes, RedisServer
-from shared.pubsub import (
+from shared.redis.pubsub import (
     ClusterSubscription,
     RedisAddress,
     cluster_masters,

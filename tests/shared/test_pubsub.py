@@ -1,6 +1,6 @@
 """Reading a ``REDIS_URL`` for the trio-native subscriber (TLS and its CA)."""
 
-from shared.pubsub import RedisAddress
+from shared.redis.pubsub import RedisAddress
 
 
 def test_rediss_takes_its_ca_from_ssl_ca_certs_as_redis_py_does() -> None:

@@ -6,8 +6,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from dev.local_system import RedisServer
-from shared.bridge.script_lines import ScriptLines
-from shared.pubsub import RedisAddress
+from shared.redis.pubsub import RedisAddress
+from shared.redis.script_lines import ScriptLines
 from tests.helpers import bridged_redis
 
 NESTED = "return {KEYS[1], tonumber(ARGV[1]), {ARGV[2], 'x'}}"

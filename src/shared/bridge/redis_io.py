@@ -1,5 +1,6 @@
 """Redis for trio code: redis-py's asyncio client behind trio-callable methods (one crossing
-per call), and on one server the hot path's scripts straight from trio (``script_lines``)."""
+per call), and on one server the hot path's scripts straight from trio
+(``shared.redis.script_lines``)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bridge.loop import crossing
-from shared.bridge.script_lines import ScriptCall, ScriptLines
 from shared.names import SINGLE_SERVER, KeyLayout, cluster_layout
-from shared.redis_address import RedisAddress
+from shared.redis.address import RedisAddress
+from shared.redis.script_lines import ScriptCall, ScriptLines
 
 Command = Sequence[str | int | float | bytes]
 
@@ -49,7 +50,8 @@ class RedisGateway:
         self._client = client
         self.layout = layout
         self._scripts: dict[str, AsyncScript] = {}
-        #: Scripts on one server run from trio directly (``script_lines``), not through asyncio.
+        #: Scripts on one server run from trio directly (``shared.redis.script_lines``), not
+        #: through asyncio.
         self._lines = lines
 
     @classmethod

@@ -1,6 +1,6 @@
 """Every access to redis-py's private internals, in one place, checked at import.
 
-The trio-native connections (``shared.bridge.script_lines``) read replies with hiredis
+The trio-native connections (``shared.redis.script_lines``) read replies with hiredis
 themselves, and turn an error reply into the exception redis-py would raise for it (OOM,
 LOADING, READONLY, NOSCRIPT, NOAUTH… each has its class, which the outage reports and the
 callers tell apart). redis-py keeps that mapping in its private ``_parsers`` module:

@@ -14,7 +14,7 @@ import trio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.redis import _internals
-from shared.redis_address import RedisAddress
+from shared.redis.address import RedisAddress
 
 #: Bytes asked of the socket per read: a burst of events arrives in few reads.
 READ_SIZE = 256 * 1024

@@ -21,9 +21,9 @@ from typing import Protocol
 import trio
 from redis.exceptions import RedisError
 
+from shared.redis.address import RedisAddress
 from shared.redis.cluster_nodes import parse_cluster_nodes
 from shared.redis.resp import RespConnection
-from shared.redis_address import RedisAddress
 
 __all__ = ["Heard", "Node", "PubSubError", "RedisAddress", "Subscription", "open_subscription"]
 

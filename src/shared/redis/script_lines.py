@@ -23,8 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.redis.address import RedisAddress
 from shared.redis.resp import RespConnection, errors_inside
-from shared.redis_address import RedisAddress
 
 #: One call of a script: its KEYS and its ARGV.
 ScriptCall = tuple[Sequence[str], Sequence[str | int]]
