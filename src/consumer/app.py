@@ -23,9 +23,10 @@ from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
 from consumer.nudger import run_nudger
 from consumer.probes import run_probes
-from consumer.pull_worker import WorkerContext, run_pull_worker
+from consumer.pull_worker import run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
+from consumer.worker_context import WorkerContext
 from shared import names
 from shared.backoff import retrying
 from shared.bridge import RedisAuthenticationError, RedisGateway, open_bridge

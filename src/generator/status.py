@@ -137,7 +137,7 @@ async def read_snapshot(redis: RedisGateway, with_consumers: bool = True) -> Sna
 
 def parse_dead_letters(raw: list[str]) -> list[DeadLetterDocument]:
     """Dead-letter records as stored by the consumers (newest first, each written as a
-    ``DeadLetterDocument`` by ``consumer.pull_worker``); unreadable ones skipped."""
+    ``DeadLetterDocument`` by ``consumer.batch``); unreadable ones skipped."""
     records = []
     for item in raw:
         try:

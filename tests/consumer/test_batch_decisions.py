@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import trio
 
-from consumer import pull_worker
+from consumer import batch
+from consumer.batch import Counted, KeepAlive, handle_batch
+from consumer.delivery import Delivery
 from consumer.handler import ExpiredKey
-from consumer.pull_worker import Counted, Delivery, KeepAlive, WorkerContext, handle_batch
+from consumer.worker_context import WorkerContext
 from shared import names
 from shared.lease import Lease
 from shared.nats import JetStreamMessage
@@ -77,9 +79,9 @@ async def run_batch(
     failing: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[str]:
     """Handle ``messages``; the keys the handler was called with."""
-    monkeypatch.setattr(pull_worker, "begin", recorder.begin)
-    monkeypatch.setattr(pull_worker, "complete", recorder.complete)
-    monkeypatch.setattr(pull_worker, "record_dead_letters", recorder.record_dead_letters)
+    monkeypatch.setattr(batch, "begin", recorder.begin)
+    monkeypatch.setattr(batch, "complete", recorder.complete)
+    monkeypatch.setattr(batch, "record_dead_letters", recorder.record_dead_letters)
     handled: list[str] = []
 
     async def handler(event: ExpiredKey) -> None:
@@ -104,8 +106,8 @@ async def test_handled_keys_are_completed_and_acked_with_those_settled_already(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = Recorder(states={"done-before": 0, "last-test": 2})
-    batch = [message("a"), message("done-before"), message("last-test"), message("b")]
-    assert await run_batch(recorder, batch, monkeypatch) == ["a", "b"]
+    fetched = [message("a"), message("done-before"), message("last-test"), message("b")]
+    assert await run_batch(recorder, fetched, monkeypatch) == ["a", "b"]
     assert recorder.calls == [
         ("begin", ["a", "done-before", "last-test", "b"]),
         ("complete", (["a", "b"], ["done-before", "last-test", "a", "b"])),
@@ -124,8 +126,8 @@ async def test_a_malformed_message_is_a_dead_letter_and_termed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = Recorder(states={})
-    batch = [message("ok"), message("bad", lease="not a lease"), message("other", lease="7|||x")]
-    assert await run_batch(recorder, batch, monkeypatch) == ["ok"]
+    fetched = [message("ok"), message("bad", lease="not a lease"), message("other", lease="7|||x")]
+    assert await run_batch(recorder, fetched, monkeypatch) == ["ok"]
     why = "malformed message: no valid claim"
     assert recorder.calls[:2] == [
         ("dead_letters", [("bad", why), ("other", why)]),
@@ -139,16 +141,16 @@ async def test_a_failed_handler_is_retried_later_and_given_up_at_the_last_delive
 ) -> None:
     assert names.MAX_DELIVER == 3
     recorder = Recorder(states={})
-    batch = [message("first", 1), message("second", 2), message("last", names.MAX_DELIVER)]
+    fetched = [message("first", 1), message("second", 2), message("last", names.MAX_DELIVER)]
     failing = {"first", "second", "last"}
-    assert await run_batch(recorder, batch, monkeypatch, failing) == ["first", "second", "last"]
+    assert await run_batch(recorder, fetched, monkeypatch, failing) == ["first", "second", "last"]
     reason = "RuntimeError: the audit service said no"
     assert recorder.calls == [
         ("begin", ["first", "second", "last"]),
         ("dead_letters", [("last", reason)]),
         ("ack", []),
-        ("nak", (["first"], pull_worker.RETRY_DELAY_S)),
-        ("nak", (["second"], pull_worker.RETRY_DELAY_S * 2)),
+        ("nak", (["first"], batch.RETRY_DELAY_S)),
+        ("nak", (["second"], batch.RETRY_DELAY_S * 2)),
         ("term", ["last"]),
     ]
 

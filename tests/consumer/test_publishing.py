@@ -11,8 +11,9 @@ from consumer.claim_store import Claimed, KeyEvent, claim
 from consumer.dedup_publisher import run_dedup_publisher, take_waiting
 from consumer.handler import ExpiredKey, Handler
 from consumer.publishing import QUEUED_LEASE_MS, message_of, publish_claimed
-from consumer.pull_worker import WorkerContext, run_pull_worker
+from consumer.pull_worker import run_pull_worker
 from consumer.readiness import Readiness
+from consumer.worker_context import WorkerContext
 from dev.local_system import NatsServer, RedisServer
 from generator.handler import count
 from shared import names, scripts

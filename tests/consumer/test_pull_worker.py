@@ -5,9 +5,11 @@ from collections.abc import Sequence
 import pytest
 import trio
 
-from consumer import pull_worker
+from consumer import batch
+from consumer.batch import KeepAlive
 from consumer.claim_store import claim
-from consumer.pull_worker import Delivery, KeepAlive, WorkerContext
+from consumer.delivery import Delivery
+from consumer.worker_context import WorkerContext
 from dev.local_system import RedisServer
 from shared import names
 from shared.lease import Lease
@@ -34,7 +36,7 @@ async def eventually(check: object, limit_s: float = 5) -> None:
 async def test_a_batch_in_hand_is_kept_alive_until_released(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pull_worker, "KEEPALIVE_S", 0.05)
+    monkeypatch.setattr(batch, "KEEPALIVE_S", 0.05)
     jetstream = InProgress()
     async with bridged_redis(redis_server.url) as redis, trio.open_nursery() as nursery:
         won = await claim(redis, ["k:1"], 1000, 5000)

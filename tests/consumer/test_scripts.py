@@ -4,8 +4,10 @@ import time
 
 import trio
 
+from consumer.batch import complete
 from consumer.claim_store import claim, claim_overdue, hear, scan_overdue, take_over
-from consumer.pull_worker import Delivery, WorkerContext, complete
+from consumer.delivery import Delivery
+from consumer.worker_context import WorkerContext
 from dev.local_system import RedisServer
 from shared import latency, names, scripts
 from shared.bridge import RedisGateway
