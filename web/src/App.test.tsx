@@ -184,7 +184,7 @@ async function renderWithFirstStatusHeld() {
     })
     await waitFor(() => expect(screen.getByTestId('verdict')).toBeInTheDocument())
   }
-  return { user, arrive }
+  return { user, arrive, release }
 }
 
 describe('validation', () => {
@@ -206,6 +206,31 @@ describe('validation', () => {
     await arrive()
     await user.keyboard('42')
     expect(field).toHaveValue('42')
+  })
+
+  it('shows the last test\'s parameters in the same update that shows the last test', async () => {
+    // A field shown with the defaults and rewritten a moment later loses what a browser's
+    // fill selected meanwhile, and the typed text is appended (seen: 50200000 keys).
+    const { release } = await renderWithFirstStatusHeld()
+    const field = screen.getByTestId('input-num_keys') as HTMLInputElement
+    const seen: string[] = []
+    const observer = new MutationObserver(() => {
+      if (screen.queryByTestId('verdict')) seen.push(field.value)
+    })
+    observer.observe(document.body, { childList: true, subtree: true, characterData: true })
+    // Outside act(): React commits and runs its effects in separate tasks, as in a browser,
+    // and the observer sees the page between them.
+    const previous = (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT
+    ;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = false
+    try {
+      release()
+      await waitFor(() => expect(seen.length).toBeGreaterThan(0))
+      await waitFor(() => expect(field).toHaveValue(String(FINISHED.config?.num_keys)))
+    } finally {
+      ;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = previous
+      observer.disconnect()
+    }
+    expect(seen[0]).toBe(String(FINISHED.config?.num_keys))
   })
 
   it('keeps an invalid test on the page and names the field', async () => {

@@ -48,13 +48,18 @@ export function App() {
   const [stopRequestedFor, setStopRequestedFor] = useState<string | null>(null)
 
   // A reloaded page offers the last test's parameters rather than the defaults, unless the
-  // person has already put the cursor in a field or pressed Start: the first status can arrive
-  // between a field's select-all and the typing that replaces it, and rewriting the value then
-  // drops the selection, so the typed text would be appended to the old value.
+  // person has already put the cursor in a field or pressed Start. They are shown in the same
+  // update that shows the first status, never written a moment later: a value rewritten
+  // between a field's select-all and the typing that replaces it drops the selection, and the
+  // typed text is appended to the old value. The form takes them over at the first touch.
   const edited = useRef(false)
-  useEffect(() => {
-    if (firstStatus?.config && !edited.current) setForm(fromConfig(firstStatus.config))
-  }, [firstStatus])
+  const lastConfig = firstStatus?.config ?? null
+  const formShown = edited.current || !lastConfig ? form : fromConfig(lastConfig)
+  const takeOver = () => {
+    if (edited.current) return
+    edited.current = true
+    if (lastConfig) setForm(fromConfig(lastConfig))
+  }
 
   const running = status?.is_running ?? false
 
@@ -67,26 +72,24 @@ export function App() {
     running && pending === null && (stopRequestedFor === null || stopRequestedFor !== status?.test_id)
 
   const onChange = (field: ConfigField, text: string) => {
-    edited.current = true
+    takeOver()
     setForm((previous) => ({ ...previous, [field]: text }))
     // Once a field shows an error, re-check it as the person types so it clears when fixed.
     setErrors((previous) => (previous[field] ? withError(previous, field, validateField(field, text)) : previous))
   }
 
-  const onFocus = () => {
-    edited.current = true
-  }
+  const onFocus = takeOver
 
   const onBlur = (field: ConfigField) => {
-    setErrors((previous) => withError(previous, field, validateField(field, form[field])))
+    setErrors((previous) => withError(previous, field, validateField(field, formShown[field])))
   }
 
   async function perform(action: Action, token: string | null = loadToken()) {
     setFormError(null)
     let config = null
     if (action === 'start') {
-      edited.current = true
-      const checked = validateConfig(form)
+      takeOver()
+      const checked = validateConfig(formShown)
       if (!checked.ok) {
         setErrors(checked.errors)
         const first = CONFIG_FIELDS.find((field) => checked.errors[field])
@@ -126,7 +129,7 @@ export function App() {
     }
   }
 
-  const shownValues = running && status?.config ? fromConfig(status.config) : form
+  const shownValues = running && status?.config ? fromConfig(status.config) : formShown
 
   return (
     <div className="mx-auto max-w-7xl px-3 py-4 sm:px-6 sm:py-6">
