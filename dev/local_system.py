@@ -29,11 +29,21 @@ from shared.redis.cluster_nodes import ClusterNode, parse_cluster_nodes
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+#: Ports this process has handed out: the kernel may offer a port again as soon as its probe
+#: socket is closed, so two calls in a row (a server's client and monitoring ports) could get
+#: the same one, and the server then fails to bind the second.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, never one this process handed out before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def find_binary(name: str) -> str:

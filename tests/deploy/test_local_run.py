@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from dev.local_system import free_port
+
 from .manifests import REPO, Manifest, container, container_env, container_port, find
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +28,6 @@ CONSUMER_PODS = ("consumer-e2e-0", "consumer-e2e-1")
 NUM_KEYS = 200
 READY_TIMEOUT_S = 60.0
 TEST_TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Process:
