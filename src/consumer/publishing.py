@@ -99,7 +99,7 @@ async def publish_claimed(
             refusals = [f"publishing failed: {exc}"] * len(items)
         stored = [member for member, why in zip(remaining, refusals, strict=True) if why is None]
         remaining = [member for member, why in zip(remaining, refusals, strict=True) if why]
-        reasons = "; ".join(sorted({why for why in refusals if why}))
+        reasons = "; ".join(sorted({why for why in refusals if why})) if remaining else ""
         if reasons and _REFUSALS.allow(reasons):
             log.warning(
                 "JetStream did not take %d of %d keys: %s", len(remaining), len(items), reasons

@@ -28,3 +28,10 @@ def mismatch(distribution: str, problems: list[str]) -> LibraryMismatch | None:
         f"{distribution} {version} differs from the version this pipeline was tested with: "
         f"{'; '.join(problems)}; install the versions in requirements.lock"
     )
+
+
+def require(*found: LibraryMismatch | None) -> None:
+    """Raise the first of the mismatches ``found`` at import (each module's ``PROBLEM``)."""
+    for problem in found:
+        if problem is not None:
+            raise problem

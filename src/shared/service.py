@@ -13,7 +13,7 @@ import trio
 
 from shared.bridge import loop as bridge_loop
 from shared.config import ConfigError
-from shared.libraries import LibraryMismatch
+from shared.libraries import LibraryMismatch, require
 from shared.nats import _internals as nats_internals
 from shared.redis import _internals as redis_internals
 
@@ -100,9 +100,7 @@ async def run_or_exit(service: Service, name: str) -> None:
     whose internals differ (``LibraryMismatch``) with one line naming it and status 1, before
     anything is started."""
     try:
-        bridge_loop.require()
-        nats_internals.require()
-        redis_internals.require()
+        require(bridge_loop.PROBLEM, nats_internals.PROBLEM, redis_internals.PROBLEM)
         await run_until_signalled(service)
     except BaseException as exc:
         library = find_exception(exc, LibraryMismatch)

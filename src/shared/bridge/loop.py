@@ -15,7 +15,7 @@ from sniffio import thread_local as sniffio_library
 from trio_asyncio._base import BaseTrioEventLoop
 from trio_asyncio._handles import AsyncHandle
 
-from shared.libraries import LibraryMismatch, mismatch
+from shared.libraries import LibraryMismatch, mismatch, require
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -30,7 +30,7 @@ KNOWN_VERSIONS = (["0", "15"], ["0", "16"])
 async def open_bridge() -> AsyncIterator[None]:
     """Run an asyncio event loop for the duration of the block (inside the current trio run);
     ``LibraryMismatch`` when the installed trio-asyncio is not the one this code relies on."""
-    require()
+    require(PROBLEM)
     async with trio_asyncio.open_loop():
         yield
 
@@ -102,13 +102,6 @@ def check() -> list[str]:
         if needed not in handle_setup:
             problems.append(f"AsyncHandle no longer has {needed.split()[-1]}")
     return problems
-
-
-def require() -> None:
-    """Raise ``LibraryMismatch`` when the installed trio-asyncio differs from what is used
-    here (its loop step is then left as it is)."""
-    if PROBLEM is not None:
-        raise PROBLEM
 
 
 def _patch_loop() -> LibraryMismatch | None:

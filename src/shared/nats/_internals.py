@@ -14,7 +14,8 @@ the hot path or a field nats-py does not expose:
   a batch mark the messages acked, as ``Msg.ack`` does.
 
 ``PROBLEM`` says what differs in the installed nats-py (None when nothing does), and
-``require`` raises it: a renamed attribute would otherwise silently starve the pull feed.
+``shared.libraries.require`` raises it: a renamed attribute would otherwise silently starve
+the pull feed.
 """
 
 from __future__ import annotations
@@ -114,12 +115,6 @@ def check() -> list[str]:
     except Exception as exc:  # a constructor's signature changed, a source is missing…
         problems.append(f"checking its internals failed: {exc!r}")
     return problems
-
-
-def require() -> None:
-    """Raise ``LibraryMismatch`` when the installed nats-py differs from what is used here."""
-    if PROBLEM is not None:
-        raise PROBLEM
 
 
 #: What differs in the installed nats-py, found at import; None when nothing does.

@@ -10,6 +10,7 @@ import trio
 from shared import names
 from shared.bridge.loop import crossing
 from shared.config import StreamSettings
+from shared.libraries import require
 from shared.nats import _internals as internals
 from shared.nats.connect import ConnectionEvents
 from shared.nats.connect import close as close_connection
@@ -57,7 +58,7 @@ class JetStream:
         process creates it; ``ca_file`` the CA to trust for ``tls://`` servers.
         ``LibraryMismatch`` when the installed nats-py is not the one this code relies on.
         """
-        internals.require()
+        require(internals.PROBLEM)
         events = ConnectionEvents()
         nc = await crossing(open_connection)(url, creds, name, events, ca_file)
         return cls(nc, events, queue or names.queue_of(), stream or DEFAULT_STREAM)

@@ -59,11 +59,5 @@ def check() -> list[str]:
     return problems
 
 
-def require() -> None:
-    """Raise ``LibraryMismatch`` when the installed redis-py differs from what is used here."""
-    if PROBLEM is not None:
-        raise PROBLEM
-
-
 #: What differs in the installed redis-py, found at import; None when nothing does.
 PROBLEM: LibraryMismatch | None = mismatch(DISTRIBUTION, check())

@@ -83,7 +83,10 @@ class ScriptLines:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [errors_inside(reply) for reply in replies]
+        return [
+            errors_inside(reply) if command[0] == "EXEC" else reply
+            for command, reply in zip(commands, replies, strict=True)
+        ]
 
     async def _run(self, commands: Sequence[Sequence[str | int | float | bytes]]) -> list[Any]:
         for attempt in range(RETRIES + 1):
