@@ -11,6 +11,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import redis
 from dev.local_system import LocalSystem, wait_until
 from dev.timer_handler import HANDLED
 from shared import names
-from tests.support import REPO, redis_client
+from tests.support import REPO, consumer_metrics, prometheus_value, redis_client
 
 SWEEP_GRACE_MS = 500
 SWEEP_INTERVAL_MS = 200
@@ -235,3 +236,44 @@ def test_keys_armed_while_the_fleet_listened_survive_a_fleet_restart(
     settle(client, int(time.time() * 1000))
     records = handled(client, "timer:restart:")
     assert Counter(r["key"] for r in records) == {key: 1 for key in keys}
+
+
+@pytest.mark.e2e
+def test_registered_keys_are_claimed_at_their_deadline_though_redis_never_announces_them(
+    tmp_path: Path,
+) -> None:
+    """With Redis's active expiry off and nobody reading the keys, Redis would announce none of
+    them, and the sweepers wait a minute: the lead's timers claim each at its deadline, once,
+    and each stage's lateness is counted."""
+    system = LocalSystem(
+        tmp_path,
+        consumers=2,
+        redis_args=("--enable-debug-command", "yes"),
+        env={
+            "KEY_PATTERNS": "timer:*",
+            "HANDLER": "dev.timer_handler:record",
+            "PYTHONPATH": str(REPO),
+            "SWEEP_GRACE_MS": "60000",
+        },
+    ).start()
+    try:
+        client = redis_client(system)
+        client.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        keys = [f"timer:due:{i}" for i in range(60)]
+        deadlines = {key: register(client, key, 100 + 10 * i) for i, key in enumerate(keys)}
+        wait_handled(client, "timer:due:", len(keys), timeout=20)
+        time.sleep(0.5)  # a key handled twice would show by now
+        records = handled(client, "timer:due:")
+        assert Counter(r["key"] for r in records) == {key: 1 for key in keys}
+        for record in records:
+            assert record["deadline_ms"] == deadlines[record["key"]]
+            assert record["handled_at_ms"] >= record["deadline_ms"]
+        texts = [consumer_metrics(system, i) for i in range(len(system.consumer_processes))]
+        for stage in ("claimed", "published", "pulled", "started", "completed"):
+            counted = sum(
+                prometheus_value(text, "expiry_pipeline_timer_lateness_seconds_count", stage=stage)
+                for text in texts
+            )
+            assert counted == len(keys), stage
+    finally:
+        system.stop()

@@ -21,11 +21,11 @@ from consumer.expiry_listener import run_expiry_listener
 from consumer.handler import Handler, is_repeat_safe, load_handler
 from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
-from consumer.nudger import run_nudger
 from consumer.probes import run_probes
 from consumer.pull_worker import run_pull_worker
 from consumer.readiness import Readiness
 from consumer.sweeper import run_sweeper
+from consumer.timers import Timers, run_timers
 from consumer.worker_context import WorkerContext
 from shared import names
 from shared.backoff import retrying
@@ -205,9 +205,10 @@ async def run_consumer(
             config.handler,
         )
         send, receive = trio.open_memory_channel[list[KeyEvent]](64)
+        timers = Timers()
         async with trio.open_nursery() as work:
             # The slot this consumer listens in, while it does. The listener in slot 0 leads:
-            # it touches keys as they fall due and works a trickle of keys alone.
+            # it fires registered keys as they fall due and works a trickle of keys alone.
             listening_in: list[Slot] = []
 
             def leading() -> bool:
@@ -217,8 +218,15 @@ async def run_consumer(
                 listening_in.append(slot)
                 try:
                     async with trio.open_nursery() as listening:
-                        if leading() and config.expiry_listeners > 0 and config.expiry_nudge_ms:
-                            listening.start_soon(run_nudger, redis, config.expiry_nudge_ms)
+                        if leading() and config.expiry_listeners > 0 and config.timer_lookahead_ms:
+                            listening.start_soon(
+                                run_timers,
+                                redis,
+                                timers,
+                                send.clone(),
+                                patterns,
+                                config.timer_lookahead_ms,
+                            )
                         await run_expiry_listener(
                             address,
                             channel,
@@ -242,6 +250,8 @@ async def run_consumer(
                 config.claim_lease_ms,
                 config.dedup_window_ms,
                 config.batch_size,
+                timers,
+                config.timer_lookahead_ms,
             )
             listening = trio.CancelScope()
 

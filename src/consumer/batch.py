@@ -98,6 +98,7 @@ async def complete(
     for d in deliveries:
         if d.deadline:
             telemetry.CONSUMPTION_DELAY.observe(max(0, now_ms - int(d.deadline)) / 1000)
+    telemetry.observe_lateness("completed", (d.deadline for d in deliveries))
     return Counted(counted, duplicates, stale, ack_failed)
 
 
@@ -243,6 +244,7 @@ async def handle_batch(
         await ctx.jetstream.term(poison)
     if not deliveries:
         return
+    telemetry.observe_lateness("pulled", (d.deadline for d in deliveries))
     held = [d.message for d in deliveries]
     if ctx.check_leases:
         states = await until_done(ctx, held, "checking leases", lambda: begin(ctx, deliveries))

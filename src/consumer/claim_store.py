@@ -1,6 +1,7 @@
 """The claims in Redis: one typed function per claim script, each script's KEYS built here.
 
-Every consumer claims the keys it hears expire (``hear``), the sweepers the overdue ones
+Every consumer claims the keys it hears expire (``hear``), the lead those whose registered
+deadline came (``hear`` with ``due``, after ``read_upcoming``), the sweepers the overdue ones
 (``scan_overdue``, ``claim_overdue``) and the claims whose lease ran out (``take_over``); the
 publisher marks the published ones (``mark_queued``) or gives them back (``release``); the
 pull workers begin and complete them (``begin``, ``complete``, ``dead_letter``). Each runs
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from shared import names, scripts, telemetry
 from shared.bridge import RedisGateway, ScriptCall
-from shared.lease import key_of
+from shared.lease import deadline_of, key_of
 from shared.names import KeyLayout, SlotGroup
 
 _CLAIM_KEYS = (names.TEST_CURRENT, names.EXPIRY_DUE, names.EXPIRY_LEASES, names.EXPIRY_CLAIM_SEQ)
@@ -37,6 +38,8 @@ class Claimed:
     members: list[str]
     #: "" for a claim's first publication; a republication's own tag otherwise.
     generation: str = ""
+    #: Registered deadlines the claim saw coming within its lookahead: (key, ms until due).
+    upcoming: tuple[tuple[str, int], ...] = ()
 
 
 #: What a listener heard of one key: (event, key), such as ``("expired", "session:7")``.
@@ -44,11 +47,16 @@ KeyEvent = tuple[str, str]
 
 
 async def hear(
-    redis: RedisGateway, events: Sequence[KeyEvent], lease_ms: int, window_ms: int
+    redis: RedisGateway,
+    events: Sequence[KeyEvent],
+    lease_ms: int,
+    window_ms: int,
+    lookahead_ms: int = 0,
 ) -> Claimed:
     """Apply ``events``, in the order heard, with one atomic script per slot group (``HEAR``):
     deadlines armed, moved or cancelled go into the registry, and each expiry instance is won
-    by one caller only. Returns the claims won.
+    by one caller only. Returns the claims won, and the registered deadlines seen coming
+    within ``lookahead_ms``.
 
     On a cluster what the script needs to know of each key (whether it exists, its deadline) is
     read first, in one round trip: a key and its group's state live in different slots.
@@ -63,19 +71,41 @@ async def hear(
     calls: list[ScriptCall] = []
     for group, part in redis.layout.split(zip(events, seen, strict=True), _key_of_heard).items():
         script_keys = claim_keys(group)
-        args: list[str | int] = [lease_ms, window_ms]
+        args: list[str | int] = [lease_ms, window_ms, lookahead_ms]
         for (event, key), read in part:
-            if event == names.EXPIRED_EVENT:
+            if event in names.FIRING_EVENTS:
                 script_keys.append(group.dedup(key))
             if not read:
                 script_keys.append(key)
             args += [event, key, read]
         calls.append((script_keys, args))
-    won = [member for reply in await redis.scripts(scripts.HEAR, calls) for member in reply]
-    expiries = sum(1 for event, _ in events if event == names.EXPIRED_EVENT)
+    won: list[str] = []
+    upcoming: list[tuple[str, int]] = []
+    for group_won, group_upcoming in await redis.scripts(scripts.HEAR, calls):
+        won += group_won
+        upcoming += pairs(group_upcoming)
+    expiries = sum(1 for event, _ in events if event in names.FIRING_EVENTS)
     telemetry.CLAIMS.labels("won").inc(len(won))
     telemetry.CLAIMS.labels("lost").inc(expiries - len(won))
-    return Claimed(won)
+    telemetry.observe_lateness("claimed", map(deadline_of, won))
+    return Claimed(won, upcoming=tuple(upcoming))
+
+
+async def read_upcoming(
+    redis: RedisGateway, back_ms: int, ahead_ms: int, limit: int
+) -> list[list[tuple[str, int]]]:
+    """Per slot group, up to ``limit`` registered deadlines from ``back_ms`` ago to
+    ``ahead_ms`` ahead, earliest first: (key, ms until due, by Redis's clock) (``UPCOMING``)."""
+    calls: list[ScriptCall] = [
+        ([group.name(names.EXPIRY_DUE)], [back_ms, ahead_ms, limit])
+        for group in redis.layout.groups
+    ]
+    return [pairs(reply) for reply in await redis.scripts(scripts.UPCOMING, calls)]
+
+
+def pairs(flat: Sequence[str | int]) -> list[tuple[str, int]]:
+    """(key, ms) pairs of a flat script reply."""
+    return [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def _key_of_heard(heard: tuple[KeyEvent, str]) -> str:
@@ -128,6 +158,7 @@ async def claim_overdue(
         calls.append((script_keys, args))
     won = [member for reply in await redis.scripts(scripts.SWEEP_CLAIM, calls) for member in reply]
     telemetry.RECOVERED.inc(len(won))
+    telemetry.observe_lateness("claimed", map(deadline_of, won))
     return Claimed(won)
 
 

@@ -1,4 +1,8 @@
-"""Task: claim each heard key exactly once across the fleet, and publish the keys won."""
+"""Task: claim each heard key exactly once across the fleet, and publish the keys won.
+
+What it hears comes from the listener (Redis's events) and, in the lead, from the timers
+(``due``: a registered deadline came).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import trio
 
 from consumer.claim_store import Claimed, KeyEvent, hear
 from consumer.publishing import QueuedMarks, give_back, publish_claimed
+from consumer.timers import Timers
 from shared import telemetry
 from shared.bridge import RedisGateway
 from shared.logs import Throttle
@@ -39,6 +44,8 @@ async def run_dedup_publisher(
     lease_ms: int,
     window_ms: int,
     batch_limit: int,
+    timers: Timers | None = None,
+    lookahead_ms: int = 0,
     publishers: int = 2,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -50,7 +57,9 @@ async def run_dedup_publisher(
     JetStream to acknowledge the last publish. A batch whose claim fails (Redis unreachable)
     is dropped here: registered keys stay due in Redis and a sweeper claims them later;
     unregistered ones are lost with the event, as they are while no consumer listens.
-    ``window_ms`` is the dedup window outside a test (a test brings its own).
+    ``window_ms`` is the dedup window outside a test (a test brings its own). While this
+    process fires ``timers``, the deadlines the claims saw coming within ``lookahead_ms`` are
+    handed to them.
     """
     won_send, won_receive = trio.open_memory_channel[Claimed](WON_BACKLOG)
     # Well inside the claim lease, so that a claim waiting in a backlog keeps its lease.
@@ -66,7 +75,16 @@ async def run_dedup_publisher(
                         )
                 task_status.started()
                 async with won_send, receive:
-                    await _claim_heard(redis, receive, won_send, lease_ms, window_ms, batch_limit)
+                    await _claim_heard(
+                        redis,
+                        receive,
+                        won_send,
+                        lease_ms,
+                        window_ms,
+                        batch_limit,
+                        timers,
+                        lookahead_ms,
+                    )
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -80,19 +98,24 @@ async def _claim_heard(
     lease_ms: int,
     window_ms: int,
     batch_limit: int,
+    timers: Timers | None,
+    lookahead_ms: int,
 ) -> None:
     throttle = Throttle()
     async for first in receive:
         events = take_waiting(first, receive, batch_limit)
         telemetry.BATCH_SIZE.labels("claim").observe(len(events))
+        firing = timers is not None and timers.active
         try:
             with telemetry.STAGE_SECONDS.labels("claim").time():
-                won = await hear(redis, events, lease_ms, window_ms)
+                won = await hear(redis, events, lease_ms, window_ms, lookahead_ms if firing else 0)
         except Exception as exc:
             telemetry.ERRORS.labels("dedup_publisher").inc()
             if throttle.allow("claim"):
                 log.warning("claiming %d keys failed (%s); sweepers will retry", len(events), exc)
             continue
+        if timers is not None and won.upcoming:
+            timers.arm(won.upcoming)
         if won.members:
             try:
                 won_send.send_nowait(won)

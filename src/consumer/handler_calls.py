@@ -22,6 +22,7 @@ async def call_handler(ctx: WorkerContext, delivery: Delivery) -> str | None:
     except trio.WouldBlock:
         await ctx.limiter.acquire()
     try:
+        telemetry.observe_lateness("started", (delivery.deadline,))
         started = time.perf_counter()
         with trio.move_on_after(ctx.handler_timeout_s) as scope:
             try:

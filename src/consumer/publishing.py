@@ -10,7 +10,7 @@ import trio
 from consumer.claim_store import Claimed, mark_queued, release
 from shared import names, telemetry
 from shared.bridge import RedisGateway
-from shared.lease import Lease
+from shared.lease import Lease, deadline_of
 from shared.logs import Throttle
 from shared.names import KeyLayout
 from shared.nats import JetStream
@@ -105,6 +105,7 @@ async def publish_claimed(
                 "JetStream did not take %d of %d keys: %s", len(remaining), len(items), reasons
             )
         telemetry.PUBLISHED.labels("ok").inc(len(stored))
+        telemetry.observe_lateness("published", map(deadline_of, stored))
         if marks is None:
             await _mark_queued(redis, stored)
         else:

@@ -57,3 +57,9 @@ def member_of(header: str, key: str) -> str:
 def key_of(member: str) -> str:
     """The key a lease member is for (without checking the rest)."""
     return member.split(SEPARATOR, 3)[-1]
+
+
+def deadline_of(member: str) -> str:
+    """The registered deadline a lease member carries ("" for none), without checking the rest."""
+    parts = member.split(SEPARATOR, 2)
+    return parts[1] if len(parts) == 3 else ""

@@ -28,6 +28,11 @@ EXPIRED_CHANNEL: Final = "__keyevent@{db}__:expired"
 #: under a new name (``rename_to``). Redis sends the latter with ``g`` in notify-keyspace-events.
 EXPIRED_EVENT: Final = "expired"
 DEADLINE_EVENTS: Final = frozenset({"expire", "persist", "del", "rename_from", "rename_to"})
+#: Not a Redis event: the fleet's own word that a registered key's deadline has come
+#: (``consumer.timers``), so that it is claimed at once instead of when Redis announces it.
+DUE_EVENT: Final = "due"
+#: The events that claim an expiry (each brings the key's dedup key to ``HEAR``).
+FIRING_EVENTS: Final = frozenset({EXPIRED_EVENT, DUE_EVENT})
 
 #: Sorted set of registered keys waiting to expire; member = key, score = deadline (unix ms).
 #: Written by the ``expiry_register`` functions together with the key itself.

@@ -83,17 +83,18 @@ end
 )
 
 #: KEYS: test:current, expiry:due, expiry:leases, expiry:claim_seq, then per event its keys:
-#:       for ``expired`` the key's dedup key, then (when read here) the key; for any other
-#:       event (when read here) the key.
-#: ARGV: lease ms, dedup window ms (outside a test), then per event, in the order heard:
-#:       the event (``expired``, ``expire``, ``del``, ``persist``, ``rename_from``…), the key,
-#:       and what the caller read of the key, or '' to read it here: for ``expired`` whether
-#:       the key exists ('1'/'0'), for the others its ``PEXPIRETIME``. On a Redis Cluster the
-#:       key lives in another slot than its group's state, so the caller reads it first.
+#:       for ``expired`` and ``due`` the key's dedup key, then (when read here) the key; for
+#:       any other event (when read here) the key.
+#: ARGV: lease ms, dedup window ms (outside a test), lookahead ms, then per event, in the order
+#:       heard: the event (``expired``, ``due``, ``expire``, ``del``, ``persist``,
+#:       ``rename_from``…), the key, and what the caller read of the key, or '' to read it here:
+#:       for ``expired`` whether the key exists ('1'/'0'), for the others its ``PEXPIRETIME``.
+#:       On a Redis Cluster the key lives in another slot than its group's state, so the caller
+#:       reads it first.
 #: An expiry is an *instance*: a key and the deadline it was armed with. Every event but
-#: ``expired`` tells the registry a key's new deadline (``expire``: armed or moved), that it has
-#: none any more (``persist``) or that it is gone (``del``, ``rename_from``: cancelled).
-#: ``expired`` claims the instance that fired, at most once:
+#: ``expired`` and ``due`` tells the registry a key's new deadline (``expire``: armed or
+#: moved), that it has none any more (``persist``) or that it is gone (``del``,
+#: ``rename_from``: cancelled). ``expired`` claims the instance that fired, at most once:
 #: - a registered key is claimed if its registered deadline has passed, whatever claim record
 #:   an earlier instance left (a re-armed key is a new timer), and even if the key was written
 #:   again since it fired: the registration goes, and a claim record stays for the dedup
@@ -102,11 +103,18 @@ end
 #:   instance's, heard late, or the key was deleted before its deadline;
 #: - an unregistered key (its arming was not heard) is claimed if it no longer exists and no
 #:   claim record guards it (``SET dedup:<key> NX PX <window>``).
+#: ``due`` is the fleet's own word that a registered deadline has come (``consumer.timers``):
+#: the instance is claimed exactly as its ``expired`` event would claim it, provided the key
+#: is gone or at its deadline (a key that lives on was moved or persisted without the fleet
+#: hearing it yet: the registry follows the key instead). An unregistered key is never
+#: claimed by ``due``.
 #: A registered instance's claim record lives at least ``LEAST_CLAIM_RECORD_MS``: the other
 #: listener's copy of the event may come far later than the window in a burst, when its
 #: listener is behind, and must still find the instance claimed. The next instance of the key
 #: does not wait for it: its arming registers it, and a registered expiry ignores old records.
-#: A claim gets an id and a lease in ``expiry:leases``. Returns the lease members won.
+#: A claim gets an id and a lease in ``expiry:leases``.
+#: Returns {the lease members won, the upcoming deadlines}: each registered deadline this
+#: call saw ahead by at most the lookahead, as key and ms until it comes, by Redis's clock.
 HEAR: Final = (
     _PRELUDE
     + """
@@ -114,40 +122,58 @@ local test_id, test_window, prefix = running_test(KEYS[1])
 local now = now_ms()
 local lease_end = now + tonumber(ARGV[1])
 local default_window = tonumber(ARGV[2])
+local lookahead = tonumber(ARGV[3])
 local seq = last_claim_id(KEYS[4], now)
 local first_seq = seq
 local won = {}
+local upcoming = {}
+local function ahead(key, deadline)
+  if deadline - now <= lookahead then
+    upcoming[#upcoming + 1] = key
+    upcoming[#upcoming + 1] = deadline - now
+  end
+end
+local function claim(key, dedup, deadline, window, tid, guarded)
+  if guarded then
+    if not redis.call('SET', dedup, id_string(seq + 1), 'NX', 'PX', window) then return end
+  else
+    redis.call('ZREM', KEYS[2], key)
+    redis.call('SET', dedup, id_string(seq + 1), 'PX', math.max(window, least_record_ms))
+  end
+  seq = seq + 1
+  local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
+  redis.call('ZADD', KEYS[3], lease_end, member)
+  won[#won + 1] = member
+end
 local at = 5
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local event, key, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if event == 'expired' then
-    local dedup = KEYS[at]
-    local exists
-    if seen == '' then
-      exists = redis.call('EXISTS', KEYS[at + 1]) == 1
-      at = at + 2
-    else
-      exists = seen == '1'
-      at = at + 1
-    end
+  if event == 'expired' or event == 'due' then
+    local dedup, key_at = KEYS[at], at + 1
+    at = at + (seen == '' and 2 or 1)
     local deadline = redis.call('ZSCORE', KEYS[2], key)
     local tid, window = test_of(key, deadline, test_id, test_window, prefix, default_window)
-    local fired = false
-    if deadline then
-      fired = tonumber(deadline) <= now
-      if fired then
-        redis.call('ZREM', KEYS[2], key)
-        redis.call('SET', dedup, id_string(seq + 1), 'PX', math.max(window, least_record_ms))
+    if event == 'expired' then
+      local exists = seen == '1'
+      if seen == '' then exists = redis.call('EXISTS', KEYS[key_at]) == 1 end
+      if deadline then
+        if tonumber(deadline) <= now then claim(key, dedup, deadline, window, tid, false) end
+      elseif not exists then
+        claim(key, dedup, '', window, tid, true)
       end
-    elseif not exists then
-      deadline = ''
-      fired = redis.call('SET', dedup, id_string(seq + 1), 'NX', 'PX', window)
-    end
-    if fired then
-      seq = seq + 1
-      local member = id_string(seq) .. '|' .. deadline .. '|' .. tid .. '|' .. key
-      redis.call('ZADD', KEYS[3], lease_end, member)
-      won[#won + 1] = member
+    elseif deadline and tonumber(deadline) > now then
+      ahead(key, tonumber(deadline))
+    elseif deadline then
+      local expires = tonumber(seen)
+      if seen == '' then expires = redis.call('PEXPIRETIME', KEYS[key_at]) end
+      if of_test(key, prefix) or expires == -2 or (expires >= 0 and expires <= now) then
+        claim(key, dedup, deadline, window, tid, false)
+      elseif expires > now then
+        redis.call('ZADD', KEYS[2], expires, key)
+        ahead(key, expires)
+      else
+        redis.call('ZREM', KEYS[2], key)
+      end
     end
   else
     local expires = tonumber(seen)
@@ -161,6 +187,7 @@ for i = 3, #ARGV, 3 do
     end
     if expires > now then
       redis.call('ZADD', KEYS[2], expires, key)
+      ahead(key, expires)
     elseif expires == -1 or (expires < 0 and event ~= 'expire') then
       redis.call('ZREM', KEYS[2], key)
     end
@@ -169,7 +196,7 @@ for i = 3, #ARGV, 3 do
   end
 end
 if seq ~= first_seq then redis.call('SET', KEYS[4], id_string(seq)) end
-return won
+return {won, upcoming}
 """
 )
 
@@ -184,6 +211,21 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1])
                        'LIMIT', 0, tonumber(ARGV[2]))
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 return {due, stale}
+"""
+)
+
+#: KEYS: expiry:due. ARGV: ms back, ms ahead, limit.
+#: Returns {key, ms until its deadline, ...} for the registered deadlines from the given ms
+#: back to the given ms ahead of now, earliest first, by Redis's clock: the reader plans on
+#: its own clock without comparing the two (``consumer.timers``). Read only.
+UPCOMING: Final = (
+    _PRELUDE
+    + """
+local now = now_ms()
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]),
+                         now + tonumber(ARGV[2]), 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+for i = 2, #found, 2 do found[i] = tonumber(found[i]) - now end
+return found
 """
 )
 

@@ -9,6 +9,9 @@ the first event of a kind. The list, with what each means, is in docs/METRICS.md
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -140,6 +143,20 @@ STAGE_SECONDS = Histogram(
     namespace=PREFIX,
     registry=CONSUMER_REGISTRY,
 )
+#: Edges (s) fine around the first milliseconds, where a timer's punctuality is decided.
+LATENESS_BUCKETS = (
+    *(ms / 1000 for ms in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 75)),
+    *(0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60),
+)
+TIMER_LATENESS = Histogram(
+    "timer_lateness_seconds",
+    "How long after its registered deadline a key reached each stage (claimed, published, "
+    "pulled, started: its handler called, completed)",
+    ["stage"],
+    buckets=LATENESS_BUCKETS,
+    namespace=PREFIX,
+    registry=CONSUMER_REGISTRY,
+)
 READY = Gauge(
     "consumer_ready",
     "1 when the consumer is ready: subscribed to expirations and bound to JetStream",
@@ -225,13 +242,24 @@ LABEL_VALUES: dict[Counter | Histogram, tuple[str, ...]] = {
     HANDLED: ("ok", "failed", "timeout"),
     CLAIMS: ("won", "lost"),
     PUBLISHED: ("ok", "failed"),
-    ERRORS: ("expiry_listener", "dedup_publisher", "pull_worker", "sweeper", "nudger"),
+    ERRORS: ("expiry_listener", "dedup_publisher", "pull_worker", "sweeper", "timers"),
     BATCH_SIZE: ("claim", "consume"),
     STAGE_SECONDS: ("claim", "publish", "count"),
+    TIMER_LATENESS: ("claimed", "published", "pulled", "started", "completed"),
 }
 for _metric, _values in LABEL_VALUES.items():
     for _value in _values:
         _metric.labels(_value)
+
+
+def observe_lateness(stage: str, deadlines: Iterable[str]) -> None:
+    """Count how late after their registered deadlines (unix ms; "" for none, skipped) keys
+    reached ``stage``, now."""
+    histogram = TIMER_LATENESS.labels(stage)
+    now_ms = time.time() * 1000
+    for deadline in deadlines:
+        if deadline:
+            histogram.observe(max(0.0, now_ms - int(deadline)) / 1000)
 
 
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:

@@ -15,10 +15,13 @@ from consumer.claim_store import (
     claim_keys,
     claim_overdue,
     hear,
+    read_upcoming,
     scan_overdue,
 )
 from dev.local_system import RedisClusterNodes
 from shared import names, scripts
+from shared.bridge import RedisGateway
+from shared.lease import key_of
 from shared.registration import Registry, ensure_library
 from tests.helpers import bridged_redis
 
@@ -151,3 +154,40 @@ async def test_deadlines_cancel_and_reschedule_on_a_cluster(
         await hear(gateway, [("persist", keys[2]), ("del", keys[3])], 30_000, 5000)
         for key in keys[2:4]:
             assert client.zscore(layout.group_of(key).name(names.EXPIRY_DUE), key) is None
+
+
+async def test_due_keys_are_claimed_once_in_their_groups_on_a_cluster(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """The lead's ``due`` reads each key's deadline first (another master), then claims in the
+    key's group; the registry is read group by group."""
+    client = sync_client(redis_cluster)
+    keys = [f"timer:{i}" for i in range(40)]
+    async with bridged_redis(redis_cluster.url) as gateway:
+        await ensure_library(gateway)
+        registry = Registry(gateway)
+        for key in keys[:20]:
+            await registry.register(key, "v", 30)
+        for key in keys[20:]:
+            await registry.register(key, "v", 60_000)
+
+        def registered(key: str) -> float | None:
+            return client.zscore(gateway.layout.group_of(key).name(names.EXPIRY_DUE), key)
+
+        later = [registered(key) for key in keys[20:]]
+        pages = await read_upcoming(gateway, 1000, 120_000, 500)
+        read = [key for page in pages for key, _ in page if key.startswith("timer:")]
+        assert sorted(read) == sorted(keys)
+        await trio.sleep(0.05)
+        events = [(names.DUE_EVENT, key) for key in keys]
+        won = await claim_due_twice(gateway, events)
+        assert sorted(won) == sorted(keys[:20])
+        # The others, ahead: not claimed, their registrations unchanged.
+        assert [registered(key) for key in keys[20:]] == later
+
+
+async def claim_due_twice(gateway: RedisGateway, events: list[tuple[str, str]]) -> list[str]:
+    won: list[str] = []
+    for _ in range(2):
+        won += [key_of(m) for m in (await hear(gateway, events, 30_000, 5000)).members]
+    return won

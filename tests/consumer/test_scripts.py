@@ -5,7 +5,14 @@ import time
 import trio
 
 from consumer.batch import complete
-from consumer.claim_store import claim, claim_overdue, hear, scan_overdue, take_over
+from consumer.claim_store import (
+    claim,
+    claim_overdue,
+    hear,
+    read_upcoming,
+    scan_overdue,
+    take_over,
+)
 from consumer.delivery import Delivery
 from consumer.worker_context import WorkerContext
 from dev.local_system import RedisServer
@@ -275,6 +282,92 @@ async def test_a_live_unregistered_key_or_one_not_due_is_not_claimed(
         await redis.call("SET", "t:rearmed", "again", "PX", 60_000)
         won = await claim(redis, ["t:rearmed"], 30_000, 5000)
         assert [lease_of(m).deadline for m in won.members] == [str(fired)]
+
+
+def due(key: str) -> tuple[str, str]:
+    """The lead's word that ``key``'s registered deadline came."""
+    return (names.DUE_EVENT, key)
+
+
+async def test_a_due_key_is_claimed_once_and_its_expired_event_then_wins_nothing(
+    redis_server: RedisServer,
+) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        await redis.call("SET", "t:due", "v", "PX", 20)
+        fired_at = await add_due(redis, ["t:due"], await redis.call("PEXPIRETIME", "t:due"))
+        await trio.sleep(0.03)
+        won = await hear(redis, [due("t:due"), due("t:due")], 30_000, 5000)
+        assert [lease_of(m).deadline for m in won.members] == [str(fired_at)]
+        # Claimed as its expiry would have claimed it: gone from the registry, a record kept.
+        assert await redis.call("ZSCORE", names.EXPIRY_DUE, "t:due") is None
+        assert await redis.call("PTTL", "dedup:t:due") > 59_000
+        assert (await hear(redis, [expired("t:due")], 30_000, 5000)).members == []
+        assert (await claim_overdue(redis, ["t:due"], 30_000, 0, 5000)).members == []
+
+
+async def test_due_claims_no_key_that_lives_on_or_that_nobody_registered(
+    redis_server: RedisServer,
+) -> None:
+    """A deadline the registry holds but the key no longer has (moved or persisted unheard)
+    is not claimed: the registry follows the key. ``due`` never claims an unregistered key."""
+    async with bridged_redis(redis_server.url) as redis:
+        now = int(time.time() * 1000)
+        await redis.pipeline(
+            [
+                ("SET", "t:moved", "v", "PX", 60_000),
+                ("SET", "t:persisted", "v"),
+                ("SET", "t:ahead", "v", "PX", 60_000),
+            ]
+        )
+        await add_due(redis, ["t:moved", "t:persisted"], now - 5)
+        ahead = await add_due(redis, ["t:ahead"], await redis.call("PEXPIRETIME", "t:ahead"))
+        events = [due(key) for key in ("t:moved", "t:persisted", "t:ahead", "t:unregistered")]
+        won = await hear(redis, events, 30_000, 5000, lookahead_ms=120_000)
+        assert won.members == []
+        moved = await redis.call("PEXPIRETIME", "t:moved")
+        assert int(float(await redis.call("ZSCORE", names.EXPIRY_DUE, "t:moved"))) == moved
+        assert await redis.call("ZSCORE", names.EXPIRY_DUE, "t:persisted") is None
+        assert await redis.call("EXISTS", "dedup:t:unregistered") == 0
+        # Both deadlines still ahead are reported, in ms by Redis's clock.
+        upcoming = dict(won.upcoming)
+        assert set(upcoming) == {"t:moved", "t:ahead"}
+        assert 0 < upcoming["t:ahead"] <= ahead - now
+        assert 0 < upcoming["t:moved"] <= moved - now
+
+
+async def test_due_and_expired_events_from_many_callers_claim_each_instance_once(
+    redis_server: RedisServer,
+) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        keys = [f"t:{i}" for i in range(50)]
+        await ensure_library(redis)
+        registry = Registry(redis)
+        for key in keys:
+            await registry.register(key, "v", 20)
+        await eventually(lambda: _none_exist(redis, keys))
+        firing = [expired(key) for key in keys] + [due(key) for key in keys]
+        won: list[str] = []
+        async with trio.open_nursery() as nursery:
+            for events in (firing, firing[::-1], [due(key) for key in keys]):
+                nursery.start_soon(_hear_into, redis, events, won)
+        assert sorted(keys_of(won)) == sorted(keys)
+        assert all(lease_of(m).deadline for m in won)
+
+
+async def test_deadlines_armed_within_the_lookahead_are_reported_and_the_registry_read(
+    redis_server: RedisServer,
+) -> None:
+    async with bridged_redis(redis_server.url) as redis:
+        await redis.pipeline(
+            [("SET", "t:soon", "v", "PX", 80), ("SET", "t:later", "v", "PX", 60_000)]
+        )
+        heard = await hear(redis, [("expire", "t:soon"), ("expire", "t:later")], 30_000, 5000, 100)
+        assert [key for key, _ in heard.upcoming] == ["t:soon"]
+        assert 0 < heard.upcoming[0][1] <= 80
+        (page,) = await read_upcoming(redis, 1000, 100, 10)
+        assert [key for key, _ in page] == ["t:soon"] and 0 < page[0][1] <= 80
+        (page,) = await read_upcoming(redis, 1000, 120_000, 1)
+        assert [key for key, _ in page] == ["t:soon"]  # earliest first, up to the limit
 
 
 async def test_cancel_and_reschedule_from_trio(redis_server: RedisServer) -> None:
