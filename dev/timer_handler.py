@@ -33,6 +33,6 @@ async def record(event: ExpiredKey) -> None:
         "key": event.key,
         "deadline_ms": event.deadline_ms,
         "claim_id": event.claim_id,
-        "handled_at_ms": int(time.time() * 1000),
+        "handled_at_ms": round(time.time() * 1000, 3),
     }
     await _redis.commands([("RPUSH", HANDLED, json.dumps(entry))])  # from trio, one server

@@ -5,19 +5,26 @@ production Redis full of sessions and caches). 10,000 keys at 1 key/ms (``--ever
 TTL 100 ms, written once with plain ``SET … PX`` and once with ``FCALL expiry_register``,
 6 consumers.
 Every key is checked: handled once, and its lateness (handler start - deadline) is printed as
-p50 / p99 / max, with the fleet's CPU per key.
+p50 / p99 / max, with the fleet's CPU per key. For the registered keys a second table follows
+each hop: how late after the deadline the keys were claimed, published (JetStream stored
+them), pulled, started (handler called) and completed, p50 / p99 from the consumers'
+``expiry_pipeline_timer_lateness_seconds`` histograms (interpolated within their buckets).
+A last run measures the same registered timers while a burst of ``--burst`` registered keys
+(falling due together, 1 s into the run) is being worked, checking every burst key too.
 
-``make bench`` runs it after the load-test benchmark; ``--others N`` and ``--keys N`` change the
-sizes.
+``make bench`` runs it after the load-test benchmark; ``--others N``, ``--keys N`` and
+``--burst N`` change the sizes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +63,21 @@ class Row:
     twice: int
     lateness_ms: list[float]
     fleet_us_per_key: float
+    #: Stage -> (p50, p99) ms after the deadline, from the consumers' histograms.
+    hops: dict[str, tuple[float, float]]
+    #: Keys of the burst worked meanwhile (0: none), how many handled, how many twice.
+    burst: int = 0
+    burst_handled: int = 0
+    burst_twice: int = 0
+
+    @property
+    def exactly_once(self) -> bool:
+        return (
+            self.handled == self.keys
+            and self.twice == 0
+            and self.burst_handled == self.burst
+            and self.burst_twice == 0
+        )
 
 
 def fill(client: redis.Redis, count: int) -> None:
@@ -98,31 +120,121 @@ def fleet_cpu(system: LocalSystem) -> float:
     )
 
 
-def paced_run(system: LocalSystem, label: str, keys: int, registered: bool, every_ms: float) -> Row:
+STAGES = ("claimed", "published", "pulled", "started", "completed")
+_BUCKET = re.compile(
+    r"^expiry_pipeline_timer_lateness_seconds_bucket\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
+
+
+def lateness_buckets(system: LocalSystem) -> dict[str, dict[float, float]]:
+    """Stage -> {bucket edge (s): keys at or under it}, summed over the consumers."""
+    summed: dict[str, dict[float, float]] = {stage: {} for stage in STAGES}
+    for port in system.health_ports:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            match = _BUCKET.match(line)
+            if not match:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+            edge = float(labels["le"])
+            per_stage = summed[labels["stage"]]
+            per_stage[edge] = per_stage.get(edge, 0.0) + float(match["value"])
+    return summed
+
+
+def histogram_percentile(cumulative: dict[float, float], p: float) -> float:
+    """The ``p``th percentile (ms) of a cumulative histogram, interpolated within its bucket."""
+    edges = sorted(cumulative)
+    total = cumulative[edges[-1]] if edges else 0
+    if total <= 0:
+        return float("nan")
+    rank = p / 100 * total
+    lower, below = 0.0, 0.0
+    for edge in edges:
+        if cumulative[edge] >= rank:
+            if edge == float("inf"):
+                return lower * 1000
+            inside = cumulative[edge] - below
+            share = (rank - below) / inside if inside else 1.0
+            return (lower + (edge - lower) * share) * 1000
+        lower, below = edge, cumulative[edge]
+    return lower * 1000
+
+
+def hops_between(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """Stage -> (p50, p99) ms of what was counted between two scrapes."""
+    hops: dict[str, tuple[float, float]] = {}
+    for stage in STAGES:
+        delta = {edge: count - before[stage].get(edge, 0.0) for edge, count in after[stage].items()}
+        hops[stage] = (histogram_percentile(delta, 50), histogram_percentile(delta, 99))
+    return hops
+
+
+def write_burst(client: redis.Redis, prefix: str, keys: int, ttl_ms: int) -> None:
+    """Register ``keys`` keys falling due together, ``ttl_ms`` from now (give or take the
+    writing), 1,000 to a call."""
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, keys, 1000):
+        chunk = [f"{prefix}{i}" for i in range(start, min(keys, start + 1000))]
+        pipe.fcall(
+            names.FN_REGISTER_MANY,
+            len(chunk) + 1,
+            *chunk,
+            names.EXPIRY_DUE,
+            ttl_ms,
+            *["v"] * len(chunk),
+        )
+    pipe.execute()
+
+
+def paced_run(
+    system: LocalSystem,
+    label: str,
+    keys: int,
+    registered: bool,
+    every_ms: float,
+    burst: int = 0,
+) -> Row:
     client = redis.Redis.from_url(system.redis_url or "", decode_responses=True)
     producer = "expiry_register" if registered else "plain SET PX"
-    prefix = f"timer:{'r' if registered else 'p'}:"
+    prefix = f"timer:{'r' if registered else 'p'}:{'b' if burst else ''}"
     cpu_before = fleet_cpu(system)
+    buckets_before = lateness_buckets(system)
+    if burst:
+        write_burst(client, "timer:burst:", burst, 1000)
     deadlines = write_paced(client, prefix, keys, registered, every_ms)
-    give_up = time.monotonic() + 90
+    give_up = time.monotonic() + 90 + burst / 1000
     while len(handled_records(client, prefix)) < keys and time.monotonic() < give_up:
         time.sleep(0.2)
+    if burst:
+        while len(handled_records(client, "timer:burst:")) < burst and time.monotonic() < give_up:
+            time.sleep(0.5)
     time.sleep(1)  # a key handled twice would show by now
     cpu = fleet_cpu(system) - cpu_before
+    hops = hops_between(buckets_before, lateness_buckets(system))
     records = handled_records(client, prefix)
     counts = Counter(r["key"] for r in records)
     first = {r["key"]: r for r in reversed(records)}
     lateness = sorted(
         float(r["handled_at_ms"] - deadlines[key]) for key, r in first.items() if key in deadlines
     )
+    bursts = Counter(r["key"] for r in handled_records(client, "timer:burst:"))
     return Row(
         redis=label,
         producer=producer,
-        keys=keys,
+        keys=len(deadlines),
         handled=len(counts),
         twice=sum(1 for n in counts.values() if n > 1),
         lateness_ms=lateness,
-        fleet_us_per_key=cpu / keys * 1e6,
+        fleet_us_per_key=cpu / (len(deadlines) + burst) * 1e6,
+        hops=hops,
+        burst=burst,
+        burst_handled=len(bursts),
+        burst_twice=sum(1 for n in bursts.values() if n > 1),
     )
 
 
@@ -132,8 +244,10 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-def run(others: int, keys: int, consumers: int, every_ms: float) -> list[Row]:
+def run(others: int, keys: int, consumers: int, every_ms: float, burst: int = 0) -> list[Row]:
     label = f"{others:,} other TTL keys" if others else "empty"
+    if burst:
+        label += f", {burst:,}-key burst"
     with tempfile.TemporaryDirectory(prefix="bench-timers-") as tmp:
         system = LocalSystem(
             Path(tmp),
@@ -152,6 +266,8 @@ def run(others: int, keys: int, consumers: int, every_ms: float) -> list[Row]:
             if others:
                 fill(redis.Redis.from_url(system.redis_url or ""), others)
             time.sleep(4)  # listener slots settle (a lease and a renewal)
+            if burst:
+                return [paced_run(system, label, keys, True, every_ms, burst)]
             return [
                 paced_run(system, label, keys, registered, every_ms) for registered in (False, True)
             ]
@@ -165,11 +281,14 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--consumers", type=int, default=6)
     parser.add_argument("--every-ms", type=float, default=1.0, help="one key every this many ms")
+    parser.add_argument("--burst", type=int, default=100_000, help="0: no burst run")
     args = parser.parse_args()
     rows = [
         *run(0, args.keys, args.consumers, args.every_ms),
         *run(args.others, args.keys, args.consumers, args.every_ms),
     ]
+    if args.burst:
+        rows += run(0, args.keys, args.consumers, args.every_ms, args.burst)
     print()
     print(
         f"Timers: {args.keys:,} keys, one every {args.every_ms:g} ms, TTL {TTL_MS} ms, "
@@ -182,12 +301,27 @@ def main() -> int:
     )
     print("|---|---|---:|---:|---|---:|")
     for row in rows:
-        late = " / ".join(f"{percentile(row.lateness_ms, p):.0f}" for p in (50, 99, 100))
+        late = " / ".join(f"{percentile(row.lateness_ms, p):.1f}" for p in (50, 99, 100))
         print(
             f"| {row.redis} | {row.producer} | {row.handled:,} of {row.keys:,} | {row.twice} "
             f"| {late} | {row.fleet_us_per_key:,.0f} µs |"
         )
-    return 0 if all(r.handled == r.keys and r.twice == 0 for r in rows) else 1
+    for row in rows:
+        if row.burst:
+            print(
+                f"The burst beside the last run: {row.burst_handled:,} of {row.burst:,} keys "
+                f"handled, {row.burst_twice} twice."
+            )
+    print()
+    print("Registered keys, hop by hop: ms after the deadline, p50 / p99")
+    print("| Redis | " + " | ".join(STAGES) + " |")
+    print("|---|" + "---|" * len(STAGES))
+    for row in rows:
+        if row.producer != "expiry_register":
+            continue
+        cells = " | ".join(f"{row.hops[s][0]:.1f} / {row.hops[s][1]:.1f}" for s in STAGES)
+        print(f"| {row.redis} | {cells} |")
+    return 0 if all(row.exactly_once for row in rows) else 1
 
 
 if __name__ == "__main__":
