@@ -9,7 +9,7 @@ the channel its listener feeds. The publisher claims those with ``HEAR`` exactly
 ``expired`` event would (the event, heard later, finds them claimed) and publishes them at
 once. Claims stay atomic in Redis: this task only makes them come sooner.
 
-It learns deadlines two ways, and polls for nothing:
+It learns deadlines two ways; no tick decides when a key fires:
 - reading the registry (``UPCOMING``) from ``RECENT_MS`` back to ``lookahead_ms`` ahead, every
   half lookahead: every deadline registered more than a lookahead ahead is known in time;
 - from the publisher's claims: ``HEAR`` reports each deadline it registers within the
