@@ -11,7 +11,11 @@ once. Claims stay atomic in Redis: this task only makes them come sooner.
 
 It learns deadlines two ways; no tick decides when a key fires:
 - reading the registry (``UPCOMING``) from ``RECENT_MS`` back to ``lookahead_ms`` ahead, every
-  half lookahead: every deadline registered more than a lookahead ahead is known in time;
+  half lookahead: every deadline registered more than a lookahead ahead is known in time. Only
+  keys that exist are armed: a registration whose key is not written yet (on a Redis Cluster
+  a producer registers first and writes next, and may register again if its first reply was
+  lost) is left to Redis's announcement and the sweepers, as a key already gone is (the
+  ``EXISTS`` makes Redis announce a key that expired);
 - from the publisher's claims: ``HEAR`` reports each deadline it registers within the
   lookahead (the ``expire`` event of a key armed or moved) and each ``due`` key not due yet.
   A deadline heard sooner than the one it sleeps for wakes it at once.
@@ -162,5 +166,14 @@ async def _read(
         return BUSY_S
     if any(len(page) >= PAGE for page in pages):
         return BUSY_S
-    timers.arm(pair for page in pages for pair in page if patterns.matches(pair[0]))
+    mine = [pair for page in pages for pair in page if patterns.matches(pair[0])]
+    if mine:
+        try:
+            written = await redis.commands([("EXISTS", key) for key, _ in mine])
+        except Exception as exc:
+            telemetry.ERRORS.labels("timers").inc()
+            if _WARNINGS.allow("read"):
+                log.warning("cannot read the registered keys (%s); retrying", exc)
+            return BUSY_S
+        timers.arm(pair for pair, exists in zip(mine, written, strict=True) if int(exists))
     return lookahead_ms / 2000

@@ -70,6 +70,24 @@ async def test_a_deadline_reported_sooner_wakes_the_sleeping_task(
             nursery.cancel_scope.cancel()
 
 
+async def test_a_registration_whose_key_is_not_written_is_left_to_the_sweepers(
+    redis_server: RedisServer,
+) -> None:
+    """On a cluster a producer registers first and writes next, and may register again when a
+    reply was lost: firing the first registration would make the second a second timer."""
+    async with bridged_redis(redis_server.url) as redis:
+        await add_due(redis, ["t:unwritten"], await redis_ms(redis) + 30)
+        timers = Timers()
+        send, receive = trio.open_memory_channel[list[KeyEvent]](64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_timers, redis, timers, send, ALL, 100)
+            await trio.sleep(0.3)
+            nursery.cancel_scope.cancel()
+        with trio.move_on_after(0) as idle:
+            await receive.receive()
+        assert idle.cancelled_caught
+
+
 async def test_a_burst_is_left_to_redis(redis_server: RedisServer) -> None:
     """A full page of due keys is a burst: Redis announces them itself, the sweepers follow."""
     async with bridged_redis(redis_server.url) as redis:
