@@ -51,8 +51,8 @@ RECENT_MS = 1000
 BUSY_S = 0.1
 #: Two reports of one key this close (s) are of one deadline (each is rounded to a ms).
 SAME_DEADLINE_S = 0.0015
-#: A key read as due again this soon (s) after it was sent is still being claimed; later, it
-#: is sent again (its claim failed), until it is ``RECENT_MS`` overdue.
+#: A key read again this soon (s) after it was sent is still being claimed; later, it is sent
+#: again (its claim failed), until it is ``RECENT_MS`` overdue.
 REFIRE_S = 0.5
 
 
@@ -74,17 +74,22 @@ class Timers:
         self._wake_at = math.inf
         self._woken = trio.Event()
 
-    def arm(self, upcoming: Iterable[tuple[str, int]]) -> None:
+    def arm(self, upcoming: Iterable[tuple[str, int]], *, read: bool = False) -> None:
         """Fire each (key, ms until due) when it falls due; wake the firing task if sooner
         than it planned. As many keys as a page waiting means a burst: further reports are
-        dropped (Redis announces those keys itself)."""
+        dropped (Redis announces those keys itself).
+
+        A registry ``read`` may have started before a key was sent and be answered after: a
+        key it reports that was sent a moment ago is being claimed, and is not armed again.
+        What a claim reports (a deadline registered or moved) is never older than a send.
+        """
         if not self.active:
             return
         now = trio.current_time()
         for key, until_ms in upcoming:
             if len(self._armed) >= PAGE:
                 break
-            if until_ms <= 0 and now - self._sent.get(key, -math.inf) < REFIRE_S:
+            if read and now - self._sent.get(key, -math.inf) < REFIRE_S:
                 continue  # sent a moment ago: its claim is on its way
             at = now + max(0, until_ms) / 1000
             known = self._armed.get(key)
@@ -175,5 +180,7 @@ async def _read(
             if _WARNINGS.allow("read"):
                 log.warning("cannot read the registered keys (%s); retrying", exc)
             return BUSY_S
-        timers.arm(pair for pair, exists in zip(mine, written, strict=True) if int(exists))
+        timers.arm(
+            (pair for pair, exists in zip(mine, written, strict=True) if int(exists)), read=True
+        )
     return lookahead_ms / 2000

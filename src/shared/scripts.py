@@ -495,7 +495,7 @@ return 1
 """
 
 #: Bumped whenever the library's code changes; consumers replace an older library at start-up.
-FUNCTION_LIBRARY_VERSION: Final = 3
+FUNCTION_LIBRARY_VERSION: Final = 4
 
 #: The library producers call (Redis >= 7): ``FCALL expiry_register 2 <key> expiry:due <value>
 #: <ttl_ms>`` writes the key with its TTL and registers its deadline, atomically;
@@ -562,7 +562,9 @@ local function register(keys, args)
   if not ttl then return redis.error_reply('ERR ' .. bad) end
   local deadline = now_ms() + ttl
   redis.call('ZADD', keys[2], deadline, keys[1])
-  redis.call('SET', keys[1], args[1], 'PX', ttl)
+  -- PXAT: the key's own deadline is the registered one to the millisecond (with PX Redis
+  -- counts from its cached time, which can differ by one).
+  redis.call('SET', keys[1], args[1], 'PXAT', deadline)
   return deadline
 end
 
@@ -581,7 +583,7 @@ local function register_many(keys, args)
   local deadline = now_ms() + ttl
   for i = 1, n do
     redis.call('ZADD', registry, deadline, keys[i])
-    redis.call('SET', keys[i], args[i + 1], 'PX', ttl)
+    redis.call('SET', keys[i], args[i + 1], 'PXAT', deadline)
   end
   return deadline
 end

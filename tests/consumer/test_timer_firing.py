@@ -112,6 +112,11 @@ async def test_each_key_fires_once_at_the_deadline_last_reported() -> None:
     timers.arm([("d", 30), ("d", 10_000)])  # moved later
     await trio.sleep(0.05)
     assert timers.take_due() == []
+    # A read answered after a send reports nothing new; a claim's report re-arms the key.
+    timers.arm([("a", 1)], read=True)
+    timers.arm([("b", 0)])
+    await trio.sleep(0.01)
+    assert timers.take_due() == ["b"]
     # Only the lead fires timers: what is reported elsewhere is dropped.
     timers.clear()
     timers.active = False
