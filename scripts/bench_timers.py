@@ -244,7 +244,9 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-def run(others: int, keys: int, consumers: int, every_ms: float, burst: int = 0) -> list[Row]:
+def run(
+    others: int, keys: int, consumers: int, every_ms: float, burst: int = 0, lookahead_ms: int = 0
+) -> list[Row]:
     label = f"{others:,} other TTL keys" if others else "empty"
     if burst:
         label += f", {burst:,}-key burst"
@@ -259,6 +261,7 @@ def run(others: int, keys: int, consumers: int, every_ms: float, burst: int = 0)
                 "KEY_PATTERNS": "timer:*",
                 "HANDLER": "dev.timer_handler:record",
                 "PYTHONPATH": str(REPO),
+                "TIMER_LOOKAHEAD_MS": str(lookahead_ms),
             },
         )
         try:
@@ -282,13 +285,19 @@ def main() -> int:
     parser.add_argument("--consumers", type=int, default=6)
     parser.add_argument("--every-ms", type=float, default=1.0, help="one key every this many ms")
     parser.add_argument("--burst", type=int, default=100_000, help="0: no burst run")
+    parser.add_argument(
+        "--lookahead-ms",
+        type=int,
+        default=0,
+        help="TIMER_LOOKAHEAD_MS for the consumers: claim keys at their deadline (0: touch them)",
+    )
     args = parser.parse_args()
     rows = [
-        *run(0, args.keys, args.consumers, args.every_ms),
-        *run(args.others, args.keys, args.consumers, args.every_ms),
+        *run(0, args.keys, args.consumers, args.every_ms, 0, args.lookahead_ms),
+        *run(args.others, args.keys, args.consumers, args.every_ms, 0, args.lookahead_ms),
     ]
     if args.burst:
-        rows += run(0, args.keys, args.consumers, args.every_ms, args.burst)
+        rows += run(0, args.keys, args.consumers, args.every_ms, args.burst, args.lookahead_ms)
     print()
     print(
         f"Timers: {args.keys:,} keys, one every {args.every_ms:g} ms, TTL {TTL_MS} ms, "

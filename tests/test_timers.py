@@ -243,8 +243,8 @@ def test_registered_keys_are_claimed_at_their_deadline_though_redis_never_announ
     tmp_path: Path,
 ) -> None:
     """With Redis's active expiry off and nobody reading the keys, Redis would announce none of
-    them, and the sweepers wait a minute: the lead's timers claim each at its deadline, once,
-    and each stage's lateness is counted."""
+    them, and the sweepers wait a minute: the lead's timers (opted in with TIMER_LOOKAHEAD_MS)
+    claim each at its deadline, once, and each stage's lateness is counted."""
     system = LocalSystem(
         tmp_path,
         consumers=2,
@@ -254,6 +254,7 @@ def test_registered_keys_are_claimed_at_their_deadline_though_redis_never_announ
             "HANDLER": "dev.timer_handler:record",
             "PYTHONPATH": str(REPO),
             "SWEEP_GRACE_MS": "60000",
+            "TIMER_LOOKAHEAD_MS": "100",
         },
     ).start()
     try:

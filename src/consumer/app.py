@@ -21,6 +21,7 @@ from consumer.expiry_listener import run_expiry_listener
 from consumer.handler import Handler, is_repeat_safe, load_handler
 from consumer.health import serve_health
 from consumer.listener_quorum import Slot, run_listener_quorum
+from consumer.nudger import run_nudger
 from consumer.probes import run_probes
 from consumer.pull_worker import run_pull_worker
 from consumer.readiness import Readiness
@@ -208,7 +209,8 @@ async def run_consumer(
         timers = Timers()
         async with trio.open_nursery() as work:
             # The slot this consumer listens in, while it does. The listener in slot 0 leads:
-            # it fires registered keys as they fall due and works a trickle of keys alone.
+            # it touches (or, opted in, claims) registered keys as they fall due and works a trickle
+            # of keys alone.
             listening_in: list[Slot] = []
 
             def leading() -> bool:
@@ -218,7 +220,8 @@ async def run_consumer(
                 listening_in.append(slot)
                 try:
                     async with trio.open_nursery() as listening:
-                        if leading() and config.expiry_listeners > 0 and config.timer_lookahead_ms:
+                        lead = leading() and config.expiry_listeners > 0
+                        if lead and config.timer_lookahead_ms:
                             listening.start_soon(
                                 run_timers,
                                 redis,
@@ -227,6 +230,8 @@ async def run_consumer(
                                 patterns,
                                 config.timer_lookahead_ms,
                             )
+                        elif lead and config.expiry_nudge_ms:
+                            listening.start_soon(run_nudger, redis, config.expiry_nudge_ms)
                         await run_expiry_listener(
                             address,
                             channel,

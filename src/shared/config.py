@@ -85,9 +85,12 @@ class ConsumerConfig:
     fleet: str = ""
     expiry_listeners: int = 2
     listener_lease_ms: int = 3000
-    #: How far ahead the listener in slot 0 reads registered deadlines, to claim each key at
-    #: its deadline instead of when Redis announces it (``consumer.timers``); 0: never.
-    timer_lookahead_ms: int = 100
+    #: How often the listener in slot 0 touches registered keys just past their deadline, so
+    #: that Redis announces them at once (``consumer.nudger``); 0: never.
+    expiry_nudge_ms: int = 10
+    #: Opt-in: how far ahead the listener in slot 0 reads registered deadlines, to claim each
+    #: key at its deadline itself (``consumer.timers``, instead of touching it); 0: off.
+    timer_lookahead_ms: int = 0
     #: Consumers other than the lead listener (slot 0) get messages only while this many wait
     #: in the queue (the lead works a trickle alone, in bigger batches); 0: all at any rate.
     pull_overflow_pending: int = 64
@@ -321,7 +324,8 @@ def load_consumer(env: Mapping[str, str] = os.environ) -> ConsumerConfig:
         fleet=_fleet(_get(env, "FLEET", "")),
         expiry_listeners=_int(env, "EXPIRY_LISTENERS", 2, 0, 1000),
         listener_lease_ms=_int(env, "LISTENER_LEASE_MS", 3000, 500, 600_000),
-        timer_lookahead_ms=_int(env, "TIMER_LOOKAHEAD_MS", 100, 0, 60_000),
+        expiry_nudge_ms=_int(env, "EXPIRY_NUDGE_MS", 10, 0, 60_000),
+        timer_lookahead_ms=_int(env, "TIMER_LOOKAHEAD_MS", 0, 0, 60_000),
         pull_overflow_pending=_int(env, "PULL_OVERFLOW_PENDING", 64, 0, 1_000_000),
         stream=load_stream(env),
     )

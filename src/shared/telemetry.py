@@ -242,7 +242,7 @@ LABEL_VALUES: dict[Counter | Histogram, tuple[str, ...]] = {
     HANDLED: ("ok", "failed", "timeout"),
     CLAIMS: ("won", "lost"),
     PUBLISHED: ("ok", "failed"),
-    ERRORS: ("expiry_listener", "dedup_publisher", "pull_worker", "sweeper", "timers"),
+    ERRORS: ("expiry_listener", "dedup_publisher", "pull_worker", "sweeper", "nudger", "timers"),
     BATCH_SIZE: ("claim", "consume"),
     STAGE_SECONDS: ("claim", "publish", "count"),
     TIMER_LATENESS: ("claimed", "published", "pulled", "started", "completed"),

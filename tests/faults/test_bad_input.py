@@ -390,9 +390,7 @@ def test_keys_deleted_persisted_renamed_or_extended_by_others_are_still_consumed
     local_system: LocalSystem,
 ) -> None:
     """No expiry event comes for a key someone deletes, renames or makes persistent, and a late
-    one for a key whose TTL someone extends: the load test's registrations are the promise, and
-    the lead's timers or the sweepers must claim them at their registered deadlines, once
-    each."""
+    one for a key whose TTL someone extends: the sweepers must find them, once each."""
     client = redis.Redis.from_url(local_system.redis_url or "", decode_responses=True)
     current_test(local_system)
     started = local_system.start_test(num_keys=3000, key_delay=1)
@@ -415,5 +413,5 @@ def test_keys_deleted_persisted_renamed_or_extended_by_others_are_still_consumed
     assert status["state"] == "finished", local_system.logs()
     check_every_key(local_system, status)
     check_jetstream_settled(local_system)
-    # Who claimed each (the lead's timers at its deadline when it saw the key written, the
-    # sweepers otherwise) depends on when the touch landed; that each counted once does not.
+    no_event = touched["deleted"] + touched["persisted"] + touched["renamed"]
+    assert status["recovered"] >= no_event, (status["recovered"], touched)
