@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import psutil
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -121,9 +121,6 @@ def fleet_cpu(system: LocalSystem) -> float:
 
 
 STAGES = ("claimed", "published", "pulled", "started", "completed")
-_BUCKET = re.compile(
-    r"^expiry_pipeline_timer_lateness_seconds_bucket\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
-)
 
 
 def lateness_buckets(system: LocalSystem) -> dict[str, dict[float, float]]:
@@ -133,14 +130,14 @@ def lateness_buckets(system: LocalSystem) -> dict[str, dict[float, float]]:
         url = f"http://127.0.0.1:{port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
-        for line in text.splitlines():
-            match = _BUCKET.match(line)
-            if not match:
+        for family in text_string_to_metric_families(text):
+            if family.name != "expiry_pipeline_timer_lateness_seconds":
                 continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-            edge = float(labels["le"])
-            per_stage = summed[labels["stage"]]
-            per_stage[edge] = per_stage.get(edge, 0.0) + float(match["value"])
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    per_stage = summed[sample.labels["stage"]]
+                    edge = float(sample.labels["le"])
+                    per_stage[edge] = per_stage.get(edge, 0.0) + sample.value
     return summed
 
 

@@ -161,26 +161,18 @@ _WARNINGS = Throttle()
 async def _read(
     redis: RedisGateway, timers: Timers, patterns: KeyPatterns, lookahead_ms: int
 ) -> float:
-    """Arm what the registry holds around now; how long until the next read (s)."""
+    """Arm what the registry holds around now, for keys that exist; how long until the next
+    read (s)."""
     try:
         pages = await read_upcoming(redis, RECENT_MS, lookahead_ms, PAGE)
+        if any(len(page) >= PAGE for page in pages):
+            return BUSY_S
+        mine = [pair for page in pages for pair in page if patterns.matches(pair[0])]
+        written = await redis.commands([("EXISTS", key) for key, _ in mine]) if mine else []
     except Exception as exc:  # Redis away: the listener and the sweepers say so
         telemetry.ERRORS.labels("timers").inc()
         if _WARNINGS.allow("read"):
             log.warning("cannot read the registered deadlines (%s); retrying", exc)
         return BUSY_S
-    if any(len(page) >= PAGE for page in pages):
-        return BUSY_S
-    mine = [pair for page in pages for pair in page if patterns.matches(pair[0])]
-    if mine:
-        try:
-            written = await redis.commands([("EXISTS", key) for key, _ in mine])
-        except Exception as exc:
-            telemetry.ERRORS.labels("timers").inc()
-            if _WARNINGS.allow("read"):
-                log.warning("cannot read the registered keys (%s); retrying", exc)
-            return BUSY_S
-        timers.arm(
-            (pair for pair, exists in zip(mine, written, strict=True) if int(exists)), read=True
-        )
+    timers.arm((pair for pair, exists in zip(mine, written, strict=True) if int(exists)), read=True)
     return lookahead_ms / 2000
